@@ -1,0 +1,112 @@
+"""``features/features``: indicators per bar plus labels, per UTC day × symbol."""
+
+import math
+
+import dagster as dg
+import pandas as pd
+
+from clm_assets.assets.runs import DAY, day_ranges, preview
+from clm_assets.features.indicators import FEATURE_NAMES, WARMUP_BARS, compute_features
+from clm_assets.features.schema import LABEL_RETURN
+from clm_assets.partitions import market_partitions, window_mapping
+from clm_assets.settings import Settings
+from clm_assets.sources.intervals import interval_delta
+
+PARTITION_EXPR = {"date": "open_time", "symbol": "symbol"}
+
+
+class WarmupError(RuntimeError):
+    """Upstream days that the indicators need are not materialized."""
+
+
+def warmup_days(interval: str) -> int:
+    """Whole days of earlier bars that cover ``WARMUP_BARS`` at this interval."""
+    return math.ceil(WARMUP_BARS * interval_delta(interval) / DAY)
+
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    partitions = market_partitions(settings)
+    lookback = warmup_days(settings.interval)
+    first_day = pd.Timestamp(settings.start_date, tz="UTC")
+
+    @dg.asset(
+        key=["features", "features"],
+        group_name="features",
+        partitions_def=partitions,
+        io_manager_key="duckdb_io",
+        ins={
+            "raw_ohlcv": dg.AssetIn(
+                key=["market_data", "raw_ohlcv"],
+                # The next day too: labels look forward, features never do.
+                partition_mapping=window_mapping(lookback, 1),
+            )
+        },
+        metadata={"partition_expr": PARTITION_EXPR, "feature_names": list(FEATURE_NAMES)},
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"duckdb", "pandas"},
+    )
+    def features(
+        context: dg.AssetExecutionContext, raw_ohlcv: pd.DataFrame
+    ) -> dg.Output[pd.DataFrame]:
+        """TA-Lib momentum, trend, volatility, volume and candle features, returns, lags
+        and calendar terms for each bar of the day, plus the forward-return label and its
+        sign over the configured horizon.
+
+        Computed on the day with enough earlier days loaded for every indicator to warm
+        up; a missing earlier day is an error naming it, not a silently shorter window.
+        Labels of the day's last bars stay null until the next day's bars exist.
+        """
+        out, notes = [], []
+        for symbol, ranges in day_ranges(context).items():
+            bars = raw_ohlcv[raw_ohlcv["symbol"] == symbol].drop(columns="symbol")
+            for start, end in ranges:
+                window_start = max(start - lookback * DAY, first_day)
+                _require_days(bars, symbol, window_start, end)
+                if start - lookback * DAY < first_day:
+                    notes.append(
+                        f"{symbol} {start:%Y-%m-%d}: warm-up partial, the source's data "
+                        f"starts {first_day:%Y-%m-%d} ({lookback} days wanted)"
+                    )
+                span = bars[(bars["open_time"] >= window_start) & (bars["open_time"] < end + DAY)]
+                frame = compute_features(
+                    span.reset_index(drop=True), symbol, settings.label_horizon
+                )
+                own = frame[(frame["open_time"] >= start) & (frame["open_time"] < end)]
+                out.append(own)
+        frame = pd.concat(out, ignore_index=True)
+        feature_cols = list(FEATURE_NAMES)
+        nan_rows = int(frame[feature_cols].isna().any(axis=1).sum())
+        return dg.Output(
+            frame,
+            metadata={
+                "rows": len(frame),
+                "first_bar": frame["open_time"].min().isoformat(),
+                "last_bar": frame["open_time"].max().isoformat(),
+                "feature_count": len(feature_cols),
+                "label_horizon_bars": settings.label_horizon,
+                "labels_pending": int(frame[LABEL_RETURN].isna().sum()),
+                "rows_with_nan_features": nan_rows,
+                "warmup_bars": WARMUP_BARS,
+                "warmup": "; ".join(notes)
+                if notes
+                else f"complete ({lookback} days before each day)",
+                "preview": preview(frame, ["open_time", "symbol", *feature_cols[:4], LABEL_RETURN]),
+            },
+        )
+
+    return dg.Definitions(assets=[features])
+
+
+def _require_days(bars: pd.DataFrame, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
+    """Every day of ``[start, end)`` must have bars: a partition mapping loads zero rows for
+    a day that was never materialized, and indicators would silently warm up on less."""
+    present = set(bars["open_time"].dt.floor("D"))
+    wanted = pd.date_range(start, end, freq="D", inclusive="left")
+    missing = [d for d in wanted if d not in present]
+    if missing:
+        keys = ", ".join(f"{d:%Y-%m-%d}|{symbol}" for d in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise WarmupError(
+            f"features for {symbol} need raw_ohlcv partitions that are not materialized: "
+            f"{keys}{more}. Materialize them first (or backfill the range)."
+        )

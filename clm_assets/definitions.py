@@ -1,0 +1,38 @@
+"""The code location: every group's definitions merged, plus shared resources.
+
+Each group package builds its own ``Definitions`` from the deployment ``Settings``; this
+module only merges them, so a new group is one line here.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from clm_assets.assets import features, market_data
+from clm_assets.resources.duckdb_io_manager import DuckDBIOManager
+from clm_assets.resources.market_data import MarketDataResource
+from clm_assets.settings import Settings
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    resources = dg.Definitions(
+        resources={
+            "duckdb_io": DuckDBIOManager(
+                path=str(settings.db_path), lock_timeout_s=settings.lock_timeout_s
+            ),
+            "market_data": MarketDataResource(
+                source=settings.source,
+                interval=settings.interval,
+                exchange_id=settings.exchange_id,
+                exchange_url=settings.exchange_url,
+                exchange_max_retries=settings.exchange_max_retries,
+                synthetic_seed=settings.synthetic_seed,
+            ),
+        }
+    )
+    return dg.Definitions.merge(
+        market_data.build_defs(settings), features.build_defs(settings), resources
+    )
+
+
+defs = build_definitions(Settings.from_env())

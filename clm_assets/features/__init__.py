@@ -1,0 +1,1 @@
+"""Leakage-free TA-Lib features and forward-return labels (no Dagster imports)."""

@@ -1,0 +1,1 @@
+"""Model families behind one interface: fit, predict a position in [-1, 1], bytes round trip."""

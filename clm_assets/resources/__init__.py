@@ -1,0 +1,1 @@
+"""Dagster resources: the DuckDB IO manager and the market-data source."""

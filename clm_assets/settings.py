@@ -1,0 +1,73 @@
+"""Deployment settings, read once from ``CLM_*`` environment variables.
+
+Partitions are part of the asset graph, so what they depend on (the source, its symbols,
+the interval, the first date) must be known when the definitions load: environment
+variables are the one input Dagster's code servers, the CLI and tests all share.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clm_assets.sources.intervals import interval_delta
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("sample", "synthetic", "exchange")
+
+_DEFAULTS = {
+    "sample": {"symbols": "BTC-USD", "start": "2017-07-02", "end": "2019-01-01"},
+    "synthetic": {"symbols": "BTC-USDT,ETH-USDT", "start": "2024-01-01", "end": ""},
+    "exchange": {"symbols": "BTC-USDT,ETH-USDT", "start": "2024-01-01", "end": ""},
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: str = "sample"
+    symbols: tuple[str, ...] = ("BTC-USD",)
+    interval: str = "1h"
+    start_date: str = "2017-07-02"
+    end_date: str | None = "2019-01-01"
+    """Exclusive end of the daily partitions; ``None`` means they run up to today."""
+    exchange_id: str = "binance"
+    exchange_url: str | None = None
+    exchange_max_retries: int = 5
+    synthetic_seed: int = 7
+    label_horizon: int = 4
+    db_path: Path = field(default_factory=lambda: PROJECT_ROOT / "data" / "clm.duckdb")
+    lock_timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"CLM_SOURCE={self.source!r}; choose one of {SOURCES}")
+        interval_delta(self.interval)
+        for symbol in self.symbols:
+            if not symbol or "," in symbol or "|" in symbol:
+                raise ValueError(f"invalid symbol key {symbol!r}: keys cannot hold ',' or '|'")
+        if self.label_horizon < 1:
+            raise ValueError("CLM_LABEL_HORIZON must be at least one bar")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        source = env.get("CLM_SOURCE", "sample")
+        defaults = _DEFAULTS.get(source, _DEFAULTS["sample"])
+        end = env.get("CLM_END_DATE", defaults["end"])
+        return cls(
+            source=source,
+            symbols=tuple(
+                s.strip() for s in env.get("CLM_SYMBOLS", defaults["symbols"]).split(",")
+            ),
+            interval=env.get("CLM_INTERVAL", "1h"),
+            start_date=env.get("CLM_START_DATE", defaults["start"]),
+            end_date=end or None,
+            exchange_id=env.get("CLM_EXCHANGE", "binance"),
+            exchange_url=env.get("CLM_EXCHANGE_URL") or None,
+            exchange_max_retries=int(env.get("CLM_EXCHANGE_RETRIES", "5")),
+            synthetic_seed=int(env.get("CLM_SYNTHETIC_SEED", "7")),
+            label_horizon=int(env.get("CLM_LABEL_HORIZON", "4")),
+            db_path=Path(env.get("CLM_DB_PATH", PROJECT_ROOT / "data" / "clm.duckdb")),
+            lock_timeout_s=float(env.get("CLM_LOCK_TIMEOUT_S", "600")),
+        )

@@ -1,0 +1,25 @@
+"""Build the one source a deployment names. There is no fallback from one to another."""
+
+from __future__ import annotations
+
+from clm_assets.sources.base import MarketDataSource
+from clm_assets.sources.exchange import ExchangeSource
+from clm_assets.sources.sample import SampleSource
+from clm_assets.sources.synthetic import SyntheticSource
+
+
+def make_source(
+    kind: str,
+    *,
+    exchange_id: str = "binance",
+    exchange_url: str | None = None,
+    exchange_max_retries: int = 5,
+    synthetic_seed: int = 7,
+) -> MarketDataSource:
+    if kind == "exchange":
+        return ExchangeSource(exchange_id, api_url=exchange_url, max_retries=exchange_max_retries)
+    if kind == "sample":
+        return SampleSource()
+    if kind == "synthetic":
+        return SyntheticSource(seed=synthetic_seed)
+    raise ValueError(f"unknown source {kind!r}: choose exchange, sample or synthetic")
