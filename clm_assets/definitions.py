@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from clm_assets.assets import features, market_data
+from clm_assets.assets import features, market_data, training
 from clm_assets.resources.duckdb_io_manager import DuckDBIOManager
 from clm_assets.resources.market_data import MarketDataResource
+from clm_assets.resources.storage import StorageResource
+from clm_assets.resources.training import TrainingResource
 from clm_assets.settings import Settings
 
 
@@ -20,6 +22,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "duckdb_io": DuckDBIOManager(
                 path=str(settings.db_path), lock_timeout_s=settings.lock_timeout_s
             ),
+            "storage": StorageResource(
+                path=str(settings.db_path), lock_timeout_s=settings.lock_timeout_s
+            ),
+            "training": TrainingResource(seed=settings.model_seed, params=settings.model_params),
             "market_data": MarketDataResource(
                 source=settings.source,
                 interval=settings.interval,
@@ -31,7 +37,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         }
     )
     return dg.Definitions.merge(
-        market_data.build_defs(settings), features.build_defs(settings), resources
+        market_data.build_defs(settings),
+        features.build_defs(settings),
+        training.build_defs(settings),
+        resources,
     )
 
 

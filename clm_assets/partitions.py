@@ -12,6 +12,7 @@ import dagster as dg
 from clm_assets.settings import Settings
 
 DATE = "date"
+DAILY = "0 0 * * *"
 SYMBOL = "symbol"
 
 
@@ -44,5 +45,24 @@ def window_mapping(days_before: int, days_after: int = 0) -> dg.MultiPartitionMa
                 ),
             ),
             SYMBOL: dg.DimensionPartitionMapping(SYMBOL, dg.IdentityPartitionMapping()),
+        }
+    )
+
+
+def model_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
+    """As-of × symbol. Daily by default; any cron cadence (e.g. every 6 hours) works."""
+    if settings.model_cron == DAILY:
+        return market_partitions(settings)
+    sub_daily = not settings.model_cron.startswith("0 0 ")
+    return dg.MultiPartitionsDefinition(
+        {
+            DATE: dg.TimeWindowPartitionsDefinition(
+                cron_schedule=settings.model_cron,
+                start=settings.start_date,
+                end=settings.end_date,
+                fmt="%Y-%m-%d-%H:%M" if sub_daily else "%Y-%m-%d",
+                timezone="UTC",
+            ),
+            SYMBOL: dg.StaticPartitionsDefinition(list(settings.symbols)),
         }
     )

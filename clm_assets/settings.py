@@ -7,9 +7,11 @@ variables are the one input Dagster's code servers, the CLI and tests all share.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from clm_assets.sources.intervals import interval_delta
 
@@ -23,7 +25,7 @@ _DEFAULTS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Settings:
     source: str = "sample"
     symbols: tuple[str, ...] = ("BTC-USD",)
@@ -36,6 +38,13 @@ class Settings:
     exchange_max_retries: int = 5
     synthetic_seed: int = 7
     label_horizon: int = 4
+    train_days: int = 90
+    eval_days: int = 14
+    model_cron: str = "0 0 * * *"
+    """Cadence of as-of partitions (a cron schedule, UTC): daily by default."""
+    model_seed: int = 0
+    model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-family overrides of the defaults, e.g. ``{"nhits": {"max_steps": 300}}``."""
     db_path: Path = field(default_factory=lambda: PROJECT_ROOT / "data" / "clm.duckdb")
     lock_timeout_s: float = 600.0
 
@@ -68,6 +77,11 @@ class Settings:
             exchange_max_retries=int(env.get("CLM_EXCHANGE_RETRIES", "5")),
             synthetic_seed=int(env.get("CLM_SYNTHETIC_SEED", "7")),
             label_horizon=int(env.get("CLM_LABEL_HORIZON", "4")),
+            train_days=int(env.get("CLM_TRAIN_DAYS", "90")),
+            eval_days=int(env.get("CLM_EVAL_DAYS", "14")),
+            model_cron=env.get("CLM_MODEL_CRON", "0 0 * * *"),
+            model_seed=int(env.get("CLM_MODEL_SEED", "0")),
+            model_params=json.loads(env.get("CLM_MODEL_PARAMS", "{}")),
             db_path=Path(env.get("CLM_DB_PATH", PROJECT_ROOT / "data" / "clm.duckdb")),
             lock_timeout_s=float(env.get("CLM_LOCK_TIMEOUT_S", "600")),
         )

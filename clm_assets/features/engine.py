@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from clm_assets.features.schema import KEY_COLUMNS
 
 NAN = np.nan
-SEGMENT_ROWS = 64
+SEGMENT_ROWS = 32
 """Output rows per segment of the windowed sums (see ``rolling_mean_std``)."""
 _EPS = np.finfo(np.float64).eps
 
@@ -31,7 +31,7 @@ class Bars:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
-    open_time: pd.Series
+    open_time: pd.arrays.DatetimeArray
     epoch_ns: np.ndarray
 
     def __len__(self) -> int:
@@ -53,17 +53,24 @@ def read_bars(bars: pd.DataFrame, symbol: str) -> Bars:
     if "symbol" in bars and len(bars) and not (bars["symbol"] == symbol).all():
         raise ValueError(f"bars hold symbols other than {symbol!r}: one symbol per call")
 
-    times = bars["open_time"]
+    times = bars["open_time"].array
     if not isinstance(times.dtype, pd.DatetimeTZDtype):
         raise ValueError(f"open_time must be tz-aware (UTC), got dtype {times.dtype}")
-    times = times.dt.tz_convert("UTC").dt.as_unit("ns")
-    epoch_ns = np.ascontiguousarray(times.array.asi8)
+    if str(times.tz) != "UTC":
+        times = times.tz_convert("UTC")
+    if times.unit != "ns":
+        times = times.as_unit("ns")
+    epoch_ns = times.asi8
     if len(epoch_ns) > 1 and not (epoch_ns[1:] > epoch_ns[:-1]).all():
         raise ValueError("open_time must be strictly ascending (sorted, no duplicates)")
 
     arrays = {}
     for col in ("open", "high", "low", "close", "volume"):
-        arr = np.ascontiguousarray(bars[col].to_numpy(dtype=np.float64, na_value=np.nan))
+        series = bars[col]
+        if series.dtype == np.float64:
+            arr = np.ascontiguousarray(series.to_numpy())  # a view, no copy
+        else:  # ints, nullable floats: nulls become NaN and fail the checks below
+            arr = series.to_numpy(dtype=np.float64, na_value=np.nan)
         if len(arr):
             lo, hi = arr.min(), arr.max()  # NaN propagates into both and fails the checks
             ok = (lo >= 0.0 if col == "volume" else lo > 0.0) and hi < np.inf
@@ -71,7 +78,7 @@ def read_bars(bars: pd.DataFrame, symbol: str) -> Bars:
                 what = "finite and >= 0" if col == "volume" else "finite and > 0"
                 raise ValueError(f"{col} must be {what} (min {lo}, max {hi})")
         arrays[col] = arr
-    return Bars(open_time=times.reset_index(drop=True), epoch_ns=epoch_ns, **arrays)
+    return Bars(open_time=times, epoch_ns=epoch_ns, **arrays)
 
 
 class Block:
@@ -101,6 +108,16 @@ class Block:
         else:
             np.multiply(x, scale, out=out)
         return out
+
+    def put_all(self, names: Sequence[str], arrays: Sequence[np.ndarray], scale: float) -> None:
+        """``put`` for each output of a multi-output TA-Lib function (freed on return)."""
+        for name, x in zip(names, arrays, strict=True):
+            self.put(name, x, scale)
+
+    def ratio_all(self, names: Sequence[str], arrays: Sequence[np.ndarray], den: np.ndarray):
+        """``ratio`` for each output of a multi-output TA-Lib function (freed on return)."""
+        for name, x in zip(names, arrays, strict=True):
+            self.ratio(name, x, den)
 
     def ratio(self, name: str, num: np.ndarray, den: np.ndarray, minus: float | None = None):
         """Column ``name`` = ``num / den`` (minus ``minus``); ``den`` must never be 0 here.
@@ -137,20 +154,25 @@ class Block:
             raise RuntimeError(f"feature columns never written: {missing}")
 
 
-def safe_denominator(den: np.ndarray) -> np.ndarray:
-    """A copy of ``den`` with exact zeros replaced by NaN, so that ratios are NaN, never inf."""
-    out = den.astype(np.float64, copy=True)
+def safe_denominator(den: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``den`` with exact zeros replaced by NaN (in ``out``, a copy by default): ratios over
+    it are NaN where undefined, never inf."""
+    if out is None:
+        out = den.astype(np.float64, copy=True)
+    elif out is not den:
+        out[:] = den
     out[out == 0.0] = NAN
     return out
 
 
-def build_frame(open_time: pd.Series, symbol: str, block: Block) -> pd.DataFrame:
+def build_frame(open_time: pd.arrays.DatetimeArray, symbol: str, block: Block) -> pd.DataFrame:
     """``open_time``, ``symbol``, then the block's columns (``close`` first), block not copied."""
     frame = pd.DataFrame(block.values, columns=list(block.names), copy=False)
-    frame.insert(0, KEY_COLUMNS[0], open_time.array.copy())
-    frame.insert(1, KEY_COLUMNS[1], np.full(len(block), symbol, dtype=object))
+    frame.insert(0, KEY_COLUMNS[0], open_time.copy())
+    symbols = np.empty(len(block), dtype=object)
+    symbols.fill(symbol)  # one shared str (np.full would build a new str per row)
+    frame.insert(1, KEY_COLUMNS[1], symbols)
     return frame
-
 
 
 def rolling_sum(x: np.ndarray, window: int) -> np.ndarray:
@@ -161,60 +183,82 @@ def rolling_sum(x: np.ndarray, window: int) -> np.ndarray:
     starts. (A running sum over the whole series, like TA-Lib's SUM, STDDEV and BBANDS,
     carries the residue of every large value it has seen.)
     """
-    total, _ = _segment_sums(x, window, anchored=False, squares=False)
+    total = np.empty(len(x))
+    _segment_stats(x, window, total, None)
     return total
 
 
 def rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Trailing mean and population standard deviation of ``x`` over ``window`` rows.
 
-    Segmented like ``rolling_sum``, with each segment's values taken relative to the
-    segment's first input (a row at or before every window in it, so causal): the sums of
-    squares then scale with the local spread rather than the price level, and a small
-    variance keeps its precision after a volatile stretch. A variance that is zero to
-    within rounding (a flat window) comes out as exactly 0.
+    Segmented like ``rolling_sum``, with each segment's values taken relative to the value
+    at its first output row (at or before every window end in the segment, so causal):
+    the sums of squares then scale with the local spread rather than the price level, and
+    a small variance keeps its precision after a volatile stretch. A variance that is zero
+    to within rounding (a flat window) comes out as exactly 0.
     """
-    mean, var = _segment_sums(x, window, anchored=True, squares=True)
-    return mean, np.sqrt(var, out=var)
+    mean, std = np.empty(len(x)), np.empty(len(x))
+    _segment_stats(x, window, mean, std)
+    return mean, np.sqrt(std, out=std)
 
 
-def _segment_sums(x: np.ndarray, window: int, anchored: bool, squares: bool):
-    """(sum, None), or (mean, variance) when ``squares``; NaN before the first window."""
+_CHUNK_ROWS = 1 << 16  # output rows per pass: temporaries small enough to stay in cache
+
+
+def _segment_stats(x: np.ndarray, window: int, first: np.ndarray, second: np.ndarray | None):
+    """Window sums of ``x`` into ``first``; or, with ``second``, anchored window means into
+    ``first`` and variances into ``second``. NaN before the first full window."""
     n = len(x)
+    head = min(window - 1, n)
+    first[:head] = NAN
+    if second is not None:
+        second[:head] = NAN
     rows = n - window + 1
-    if rows <= 0:
-        return np.full(n, NAN), np.full(n, NAN)
+    step = _CHUNK_ROWS - _CHUNK_ROWS % SEGMENT_ROWS
+    for start in range(0, max(rows, 0), step):
+        m = min(step, rows - start)
+        dest = slice(window - 1 + start, window - 1 + start + m)
+        stats = _chunk_stats(x[start : start + m + window - 1], window, second is not None)
+        for out, values in zip((first, second), stats, strict=False):
+            if m == values.size:
+                out[dest].reshape(values.shape)[:] = values
+            else:
+                out[dest] = values.reshape(-1)[:m]
+
+
+def _chunk_stats(x: np.ndarray, window: int, squares: bool) -> tuple[np.ndarray, ...]:
+    """Window statistics of every window of ``x``, shape (n_seg, SEGMENT_ROWS): row s is
+    segment s, i.e. the windows ending at rows ``window - 1 + s * SEGMENT_ROWS + j``."""
     seg = SEGMENT_ROWS
+    rows = len(x) - window + 1
     n_seg = -(-rows // seg)
-    total = window - 1 + n_seg * seg
-    padded = x if total == n else np.concatenate([x, np.full(total - n, x[-1])])
-    inputs = sliding_window_view(padded, seg + window - 1)[::seg]  # (n_seg, width), a view
-    anchor = inputs[:, :1] if anchored else None
-    cum = np.empty((n_seg, seg + window))
-    cum[:, 0] = 0.0
-    if anchor is not None:
-        np.subtract(inputs, anchor, out=cum[:, 1:])
-    else:
-        cum[:, 1:] = inputs
-    cum2 = np.cumsum(np.square(cum), axis=1) if squares else None
-    np.cumsum(cum, axis=1, out=cum)
-    first = _window_differences(cum, window, total)
-    if cum2 is None:
-        return first[:n], None
-    second = _window_differences(cum2, window, total)
-    first *= 1.0 / window  # mean of the (anchored) values
-    second *= 1.0 / window  # mean of their squares
-    tol = second * (64.0 * _EPS)
-    second -= np.square(first)
-    second[second <= tol] = 0.0  # zero to within rounding: a flat window
-    if anchor is not None:
-        first[window - 1 :].reshape(n_seg, seg)[:] += anchor
-    return first[:n], second[:n]
+    need = n_seg * seg + window - 1
+    if need > len(x):  # pad the last segment; padded windows are never read back
+        x = np.concatenate([x, np.full(need - len(x), x[-1])])
+    inputs = sliding_window_view(x, seg + window - 1)[::seg]  # (n_seg, width), a view
+    # cum[0]: the values, cum[1]: their squares; column 0 is the empty prefix
+    cum = np.empty((2 if squares else 1, n_seg, seg + window))
+    cum[:, :, 0] = 0.0
+    if not squares:
+        cum[0, :, 1:] = inputs
+        _cumsum_columns(cum)
+        return (np.subtract(cum[0, :, window:], cum[0, :, :seg]),)
+    anchor = x[window - 1 :: seg][:n_seg, None]  # x at each segment's first output row
+    np.subtract(inputs, anchor, out=cum[0, :, 1:])
+    np.square(cum[0, :, 1:], out=cum[1, :, 1:])
+    _cumsum_columns(cum)
+    sums = np.subtract(cum[:, :, window:], cum[:, :, :seg])
+    sums *= 1.0 / window
+    mean, var = sums  # mean of the anchored values, mean of their squares
+    tol = var * (64.0 * _EPS)
+    var -= np.square(mean)
+    var[var <= tol] = 0.0  # zero to within rounding: a flat window
+    mean += anchor
+    return mean, var
 
 
-def _window_differences(cum: np.ndarray, window: int, total: int) -> np.ndarray:
-    out = np.empty(total)
-    out[: window - 1] = NAN
-    n_seg, seg = cum.shape[0], cum.shape[1] - window
-    np.subtract(cum[:, window:], cum[:, :seg], out=out[window - 1 :].reshape(n_seg, seg))
-    return out
+def _cumsum_columns(a: np.ndarray) -> None:
+    """In-place cumulative sum along the last axis, one whole column at a time (numpy's
+    own ``cumsum`` along a short axis runs element by element)."""
+    for k in range(1, a.shape[-1]):
+        np.add(a[..., k - 1], a[..., k], out=a[..., k])

@@ -145,7 +145,9 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
         return DuckDBStore(self.path, self.lock_timeout_s)
 
     def handlers(self) -> list[TypeHandler]:
-        return [FrameHandler()]
+        from clm_assets.resources.model_handler import ModelHandler
+
+        return [FrameHandler(), ModelHandler()]
 
     def _handler(self, obj_type: type, what: str) -> TypeHandler:
         for handler in self.handlers():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,38 +138,21 @@ class DuckDBStore:
         Refuses an empty frame (it would silently wipe a partition) and rows outside the
         slice (a neighbouring partition's re-materialization would duplicate them).
         """
-        if frame.empty:
-            raise StorageError(
-                f"refusing to replace {table_slice.qualified} slice with an empty frame: "
-                "that would delete the partition and write nothing"
-            )
-        outside = ~table_slice.mask(frame)
-        if outside.any():
-            raise StorageError(
-                f"{int(outside.sum())} rows lie outside the partition being written to "
-                f"{table_slice.qualified}; first: {frame[outside].iloc[0].to_dict()}"
-            )
-        incoming = _to_storage(frame)
-        where, params = table_slice.where()
+        with self.transaction() as conn:
+            replace_in(conn, table_slice, frame)
+        return len(frame)
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One connection, one transaction: everything inside lands together or not at all."""
         with self.connect() as conn:
-            conn.register("incoming", incoming)
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{table_slice.schema}"')
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {table_slice.qualified} AS "
-                "SELECT * FROM incoming LIMIT 0"
-            )
-            _check_schema(conn, table_slice, list(incoming.columns))
             conn.execute("BEGIN TRANSACTION")
             try:
-                conn.execute(f"DELETE FROM {table_slice.qualified} WHERE {where}", params)
-                conn.execute(f"INSERT INTO {table_slice.qualified} BY NAME SELECT * FROM incoming")
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            finally:
-                conn.unregister("incoming")
-        return len(frame)
 
     def read(
         self,
@@ -200,6 +183,37 @@ class DuckDBStore:
             return False
         with self.connect() as conn:
             return _table_exists(conn, TableSlice(schema, table))
+
+
+def replace_in(
+    conn: duckdb.DuckDBPyConnection, table_slice: TableSlice, frame: pd.DataFrame
+) -> None:
+    """``DELETE`` the slice and ``INSERT BY NAME`` the frame on an open transaction."""
+    if frame.empty:
+        raise StorageError(
+            f"refusing to replace {table_slice.qualified} slice with an empty frame: "
+            "that would delete the partition and write nothing"
+        )
+    outside = ~table_slice.mask(frame)
+    if outside.any():
+        raise StorageError(
+            f"{int(outside.sum())} rows lie outside the partition being written to "
+            f"{table_slice.qualified}; first: {frame[outside].iloc[0].to_dict()}"
+        )
+    incoming = _to_storage(frame)
+    where, params = table_slice.where()
+    conn.register("incoming", incoming)
+    try:
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{table_slice.schema}"')
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table_slice.qualified} AS SELECT * FROM incoming LIMIT 0"
+        )
+        _check_schema(conn, table_slice, list(incoming.columns))
+        conn.execute(f"DELETE FROM {table_slice.qualified} WHERE {where}", params)
+        conn.execute(f"INSERT INTO {table_slice.qualified} BY NAME SELECT * FROM incoming")
+    finally:
+        with suppress(duckdb.Error):  # after a failed statement only ROLLBACK is allowed
+            conn.unregister("incoming")
 
 
 def _table_exists(conn: duckdb.DuckDBPyConnection, table_slice: TableSlice) -> bool:

@@ -6,7 +6,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from clm_assets.assets.features.assets import WarmupError, warmup_days
+from clm_assets.assets.features.assets import warmup_days
+from clm_assets.assets.runs import MissingPartitionsError
 from clm_assets.definitions import build_definitions
 from clm_assets.features.schema import LABEL_RETURN
 from clm_assets.pipeline import materialize_days
@@ -59,7 +60,7 @@ def test_partition_by_partition_equals_one_ranged_run(
 
 def test_missing_warmup_partitions_are_named(synthetic: Settings, instance) -> None:
     _days(synthetic, RAW, "2024-02-01", "2024-02-20", instance)
-    with pytest.raises(WarmupError, match=r"2024-01-21\|BTC-USDT"):
+    with pytest.raises(MissingPartitionsError, match=r"2024-01-21\|BTC-USDT"):
         _days(synthetic, FEATURES, "2024-02-20", "2024-02-20", instance)
 
 

@@ -5,7 +5,7 @@ import math
 import dagster as dg
 import pandas as pd
 
-from clm_assets.assets.runs import DAY, day_ranges, preview
+from clm_assets.assets.runs import DAY, day_ranges, preview, require_days
 from clm_assets.features.indicators import FEATURE_NAMES, WARMUP_BARS, compute_features
 from clm_assets.features.schema import LABEL_RETURN
 from clm_assets.partitions import market_partitions, window_mapping
@@ -13,10 +13,6 @@ from clm_assets.settings import Settings
 from clm_assets.sources.intervals import interval_delta
 
 PARTITION_EXPR = {"date": "open_time", "symbol": "symbol"}
-
-
-class WarmupError(RuntimeError):
-    """Upstream days that the indicators need are not materialized."""
 
 
 def warmup_days(interval: str) -> int:
@@ -61,18 +57,22 @@ def build_defs(settings: Settings) -> dg.Definitions:
             bars = raw_ohlcv[raw_ohlcv["symbol"] == symbol].drop(columns="symbol")
             for start, end in ranges:
                 window_start = max(start - lookback * DAY, first_day)
-                _require_days(bars, symbol, window_start, end)
+                require_days(bars, symbol, window_start, end, "features")
                 if start - lookback * DAY < first_day:
                     notes.append(
                         f"{symbol} {start:%Y-%m-%d}: warm-up partial, the source's data "
                         f"starts {first_day:%Y-%m-%d} ({lookback} days wanted)"
                     )
-                span = bars[(bars["open_time"] >= window_start) & (bars["open_time"] < end + DAY)]
-                frame = compute_features(
-                    span.reset_index(drop=True), symbol, settings.label_horizon
-                )
-                own = frame[(frame["open_time"] >= start) & (frame["open_time"] < end)]
-                out.append(own)
+                out += [
+                    _day_features(
+                        bars,
+                        day,
+                        max(day - lookback * DAY, first_day),
+                        symbol,
+                        settings.label_horizon,
+                    )
+                    for day in pd.date_range(start, end, freq="D", inclusive="left")
+                ]
         frame = pd.concat(out, ignore_index=True)
         feature_cols = list(FEATURE_NAMES)
         nan_rows = int(frame[feature_cols].isna().any(axis=1).sum())
@@ -97,16 +97,17 @@ def build_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(assets=[features])
 
 
-def _require_days(bars: pd.DataFrame, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
-    """Every day of ``[start, end)`` must have bars: a partition mapping loads zero rows for
-    a day that was never materialized, and indicators would silently warm up on less."""
-    present = set(bars["open_time"].dt.floor("D"))
-    wanted = pd.date_range(start, end, freq="D", inclusive="left")
-    missing = [d for d in wanted if d not in present]
-    if missing:
-        keys = ", ".join(f"{d:%Y-%m-%d}|{symbol}" for d in missing[:10])
-        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        raise WarmupError(
-            f"features for {symbol} need raw_ohlcv partitions that are not materialized: "
-            f"{keys}{more}. Materialize them first (or backfill the range)."
-        )
+def _day_features(
+    bars: pd.DataFrame, day: pd.Timestamp, window_start: pd.Timestamp, symbol: str, horizon: int
+) -> pd.DataFrame:
+    """Features of one day computed on exactly its own window, ``[window_start, day + 2)``.
+
+    Every partition sees the same window however runs are grouped, so a backfill stores
+    bit-identical values to partitions materialized one by one (TA-Lib's running sums
+    would otherwise differ in the last digits with an earlier start).
+    """
+    times = pd.DatetimeIndex(bars["open_time"])
+    lo, hi = times.searchsorted([window_start, day + 2 * DAY])
+    frame = compute_features(bars.iloc[lo:hi].reset_index(drop=True), symbol, horizon)
+    first, last = pd.DatetimeIndex(frame["open_time"]).searchsorted([day, day + DAY])
+    return frame.iloc[first:last]

@@ -1,0 +1,597 @@
+"""A PPO trading agent (RLlib, new API stack) on :class:`~clm_assets.models.trading_env.TradingEnv`.
+
+Contract:
+
+* ``fit`` trains a real PPO agent: it starts its own local Ray session (``num_cpus`` <= 2, no
+  dashboard, a private temp dir under ``/tmp`` that is removed afterwards), builds PPO with
+  0 env runners (sampling and learning run in this process), trains ``iterations``
+  iterations of ``train_batch_size`` env steps, saves a checkpoint and packs it into bytes.
+  Ray is always shut down (``algo.stop(); ray.shutdown()`` in ``finally``) and the Ray
+  processes this fit started are checked to be gone. If Ray is already running in this
+  process, ``fit`` refuses (``ModelError``) rather than share or kill someone else's session.
+* Training rows are those :func:`training_matrix` keeps (label known, no NaN feature); labels
+  themselves are not used: the reward comes from ``close`` (see ``trading_env``). Rows are
+  ordered by ``open_time`` (per ``symbol`` when present); a symbol change or a gap in the bar
+  spacing starts a new segment and no episode crosses one. Feature mean/std come from these
+  rows only and are stored on the card (``params["feature_mean"]`` / ``["feature_std"]``).
+* ``card.loss_curve`` is RLlib's ``env_runners/episode_return_mean`` after each iteration (a
+  running mean over the last ``metrics_num_episodes_for_smoothing`` = 100 episodes, in return
+  units, higher is better); ``params["train_total_loss"]`` is the learner's PPO total loss per
+  iteration. ``train_batch_size >= window`` is enforced so every iteration ends an episode.
+  ``card.train_seconds`` is the whole Ray part of ``fit`` (RLlib import on first use, Ray
+  start, build, training, checkpoint, shutdown). ``fit`` sets ``RAY_USAGE_STATS_ENABLED=0``
+  when it is unset.
+* ``predict`` restores the RLModule from the bytes WITHOUT Ray and acts greedily (argmax of
+  the action logits). The observation carries the position held, so positions are rolled
+  forward bar by bar per series (flat at the first bar); because that position is one of
+  three values, the policy is evaluated for all three in ONE batched forward pass and the
+  roll is plain indexing. ``score = P(long) - P(short)`` of the policy at the rolled
+  position. A row with a NaN/inf feature gets null ``score`` and ``position`` and the
+  position after it is flat.
+* ``payload`` is a tar.gz of the checkpoint. By default (``checkpoint="module"``) only the
+  RLModule part (``learner_group/learner/rl_module``: weights and spaces) is packed; the
+  full algorithm checkpoint (``checkpoint="full"``) also holds optimizer and env-runner state
+  and pickles the env config, i.e. the whole training matrix, four times over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import logging
+import math
+import os
+import shutil
+import signal
+import tarfile
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from clm_assets.features.schema import PRICE_COLUMN
+from clm_assets.models.base import (
+    ModelCard,
+    ModelError,
+    TradingModel,
+    data_hash,
+    library_versions,
+    training_matrix,
+)
+from clm_assets.models.trading_env import (
+    ACTION_POSITIONS,
+    TradingEnv,
+    make_env_config,
+    standardization_stats,
+    standardize,
+)
+
+MODULE_SUBDIR = "learner_group/learner/rl_module/default_policy"
+"""Where ``algo.save_to_path`` puts the single-agent RLModule inside a checkpoint."""
+_PACKED_MODULE_ROOT = "learner_group/learner/rl_module"
+_RAY_EXIT_WAIT_S = 15.0
+
+
+class PPOModel(TradingModel):
+    """Proximal Policy Optimization agent trading short / flat / long."""
+
+    family: ClassVar[str] = "ppo"
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {
+            # 8 iterations x 2000 env steps, 5 epochs of 256-step minibatches: ~4 s of CPU
+            # per iteration, ~45-50 s per fit on 90 days of hourly bars on 2 idle cores
+            # (of which ~15 s are importing RLlib, starting Ray and building PPO).
+            "iterations": 8,
+            "train_batch_size": 2000,
+            "minibatch_size": 256,
+            "num_epochs": 5,
+            "lr": 3e-4,
+            "gamma": 0.95,
+            "lambda_": 0.95,
+            "clip_param": 0.2,
+            "entropy_coeff": 0.01,
+            "hidden": [64, 64],
+            "window": 256,
+            "fee": 0.001,
+            "clip": 10.0,
+            "num_cpus": 2,
+            "checkpoint": "module",
+        }
+
+    def __init__(self, params: dict[str, Any] | None = None, seed: int = 0) -> None:
+        known = self.default_params()
+        unknown = sorted(set(params or {}) - set(known))
+        if unknown:
+            raise ModelError(f"ppo: unknown params {unknown}; known: {sorted(known)}")
+        super().__init__(params, seed)
+        self.seed = int(seed)
+        p = self.params
+        for key in ("iterations", "train_batch_size", "minibatch_size", "num_epochs", "window"):
+            value = p[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ModelError(f"ppo: {key} must be an int >= 1, got {value!r}")
+        if p["train_batch_size"] < p["window"]:
+            raise ModelError(
+                f"ppo: train_batch_size ({p['train_batch_size']}) must be >= window "
+                f"({p['window']}) so every iteration completes an episode"
+            )
+        if p["minibatch_size"] > p["train_batch_size"]:
+            raise ModelError("ppo: minibatch_size must be <= train_batch_size")
+        if p["checkpoint"] not in ("module", "full"):
+            raise ModelError(f"ppo: checkpoint must be 'module' or 'full', not {p['checkpoint']!r}")
+        if not (isinstance(p["fee"], int | float) and p["fee"] >= 0):
+            raise ModelError(f"ppo: fee must be a number >= 0, got {p['fee']!r}")
+        if not isinstance(p["num_cpus"], int) or not 1 <= p["num_cpus"] <= 2:
+            raise ModelError(f"ppo: num_cpus must be 1 or 2, got {p['num_cpus']!r}")
+        self.params["hidden"] = [int(h) for h in p["hidden"]]
+        self._blob: bytes | None = None
+        self._module: Any = None
+        self.ray_temp_dir: str | None = None
+        """The private Ray temp dir of the last ``fit`` (already removed when it returns)."""
+
+    # -- training --------------------------------------------------------------------
+
+    def fit(self, frame: pd.DataFrame, horizon: int) -> ModelCard:
+        if not isinstance(horizon, int | np.integer) or horizon < 1:
+            raise ModelError(f"ppo: horizon must be an int >= 1, got {horizon!r}")
+        for column in ("open_time", PRICE_COLUMN):
+            if column not in frame.columns:
+                raise ModelError(f"ppo: training frame has no {column!r} column")
+        usable, features = training_matrix(frame)
+        usable = _ordered(usable)
+        x = _float_matrix(usable, features)
+        if not np.isfinite(x).all():
+            raise ModelError("ppo: infinite values in training features")
+        close = usable[PRICE_COLUMN].to_numpy(dtype="float64")
+        if not (np.isfinite(close).all() and (close > 0).all()):
+            raise ModelError("ppo: 'close' must be finite and positive on training rows")
+        segments = _segments(usable)
+        window = self.params["window"]
+        longest = int(np.bincount(segments).max()) if len(segments) else 0
+        if longest < window + 1:
+            raise ModelError(
+                f"ppo: {len(usable)} usable rows (longest gap-free series {longest}); an "
+                f"episode window of {window} steps needs at least {window + 1}"
+            )
+        mean, std = standardization_stats(x)
+        env_config = make_env_config(
+            x,
+            close,
+            segments=segments,
+            mean=mean,
+            std=std,
+            window=window,
+            fee=float(self.params["fee"]),
+            clip=float(self.params["clip"]),
+        )
+        try:
+            TradingEnv(env_config)  # fail here, not inside RLlib, on a bad config
+        except ValueError as exc:
+            raise ModelError(f"ppo: cannot build the trading env: {exc}") from exc
+
+        started = time.perf_counter()
+        blob, returns, losses = self._train(env_config)
+        train_seconds = time.perf_counter() - started
+        self._blob = blob
+        self._module = None
+
+        open_time = pd.to_datetime(usable["open_time"])
+        self.card = ModelCard(
+            family=self.family,
+            params={
+                **self.params,
+                "feature_mean": [float(v) for v in mean],
+                "feature_std": [float(v) for v in std],
+                "train_total_loss": losses,
+                "observation": "standardized features (card order, clipped) + position",
+                "actions": {"0": -1, "1": 0, "2": 1},
+            },
+            seed=self.seed,
+            horizon=int(horizon),
+            feature_columns=list(features),
+            train_start=open_time.min().isoformat(),
+            train_end=open_time.max().isoformat(),
+            rows=len(usable),
+            data_hash=data_hash(usable, [*features, PRICE_COLUMN]),
+            library_versions=library_versions("ray", "torch", "gymnasium"),
+            train_seconds=round(train_seconds, 4),
+            loss_curve=returns,
+        )
+        return self.card
+
+    def _train(self, env_config: dict[str, Any]) -> tuple[bytes, list[float], list[float]]:
+        """Run PPO in a private Ray session; return packed checkpoint, returns, losses."""
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        try:
+            import ray
+            from ray.rllib.algorithms.ppo import PPOConfig
+        except ImportError as exc:  # pragma: no cover - ray is a hard dependency
+            raise ModelError(f"ppo: ray[rllib] is not importable: {exc}") from exc
+        if ray.is_initialized():
+            raise ModelError(
+                "ppo: Ray is already initialized in this process; PPOModel.fit runs its own "
+                "local Ray session and will not share or shut down another one"
+            )
+        p = self.params
+        temp_dir = tempfile.mkdtemp(prefix="clmppo", dir="/tmp")  # short: socket paths
+        self.ray_temp_dir = temp_dir
+        before = set(_descendants(os.getpid()))
+        ray_pids: dict[int, int] = {}
+        algo = None
+        returns: list[float] = []
+        losses: list[float] = []
+        quiet = _Quiet("ray", "ray.rllib", "ray.tune")
+        try:
+            quiet.__enter__()
+            ray.init(
+                address="local",  # always a new private local instance, never RAY_ADDRESS
+                num_cpus=min(int(p["num_cpus"]), os.cpu_count() or 1),
+                num_gpus=0,
+                include_dashboard=False,
+                log_to_driver=False,
+                ignore_reinit_error=False,
+                object_store_memory=80 * 1024**2,
+                logging_level=logging.ERROR,
+                _temp_dir=temp_dir,
+            )
+            ray_pids.update(_new_descendants(before))
+            config = (
+                PPOConfig()
+                .api_stack(
+                    enable_rl_module_and_learner=True,
+                    enable_env_runner_and_connector_v2=True,
+                )
+                .framework("torch")
+                .environment(TradingEnv, env_config=env_config)
+                .env_runners(num_env_runners=0, num_envs_per_env_runner=1)
+                .learners(num_learners=0, num_gpus_per_learner=0)
+                .training(
+                    train_batch_size_per_learner=int(p["train_batch_size"]),
+                    minibatch_size=int(p["minibatch_size"]),
+                    num_epochs=int(p["num_epochs"]),
+                    lr=float(p["lr"]),
+                    gamma=float(p["gamma"]),
+                    lambda_=float(p["lambda_"]),
+                    clip_param=float(p["clip_param"]),
+                    entropy_coeff=float(p["entropy_coeff"]),
+                )
+                .rl_module(model_config={"fcnet_hiddens": list(p["hidden"])})
+                .debugging(seed=self.seed, log_level="ERROR")
+            )
+            with warnings.catch_warnings():
+                # RLlib re-registers its gymnasium wrapper id on every build.
+                warnings.filterwarnings("ignore", message=".*already in registry")
+                algo = config.build_algo()
+            for i in range(int(p["iterations"])):
+                result = algo.train()
+                ret = result.get("env_runners", {}).get("episode_return_mean")
+                loss = result.get("learners", {}).get("default_policy", {}).get("total_loss")
+                if ret is None or loss is None:
+                    raise ModelError(
+                        f"ppo: iteration {i + 1} reported no episode return / total loss"
+                    )
+                ret, loss = float(ret), float(loss)
+                if not (math.isfinite(ret) and math.isfinite(loss)):
+                    raise ModelError(
+                        f"ppo: iteration {i + 1} diverged (episode return {ret}, loss {loss})"
+                    )
+                returns.append(ret)
+                losses.append(loss)
+            checkpoint = Path(temp_dir) / "checkpoint"
+            algo.save_to_path(str(checkpoint))
+            if not (checkpoint / MODULE_SUBDIR).is_dir():
+                raise ModelError(f"ppo: checkpoint has no RLModule at {MODULE_SUBDIR}")
+            root = checkpoint if p["checkpoint"] == "full" else checkpoint / _PACKED_MODULE_ROOT
+            blob = _pack(root)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"ppo: training failed: {_describe(exc)}") from exc
+        finally:
+            try:
+                ray_pids.update(_new_descendants(before))  # workers started after init too
+                if algo is not None:
+                    with contextlib.suppress(Exception):
+                        algo.stop()
+                ray.shutdown()  # ours: fit refuses to run when Ray was already up
+            finally:
+                quiet.__exit__(None, None, None)
+                leaked = _wait_gone(ray_pids, _RAY_EXIT_WAIT_S)
+                shutil.rmtree(temp_dir, ignore_errors=True)
+            if leaked:
+                raise ModelError(f"ppo: Ray processes survived ray.shutdown(): {leaked}")
+        return blob, returns, losses
+
+    # -- inference -------------------------------------------------------------------
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if self.card is None or self._blob is None:
+            raise ModelError("ppo: predict called on an unfitted model")
+        needed = ["open_time", *self.card.feature_columns]
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise ModelError(f"ppo: frame lacks columns the model was trained on: {missing}")
+        n = len(frame)
+        score = np.full(n, np.nan)
+        position = np.full(n, np.nan)
+        if n:
+            x = _float_matrix(frame, self.card.feature_columns)
+            complete = np.isfinite(x).all(axis=1)
+            mean = np.asarray(self.card.params["feature_mean"], dtype="float64")
+            std = np.asarray(self.card.params["feature_std"], dtype="float64")
+            z = standardize(np.where(complete[:, None], x, 0.0), mean, std, self.params["clip"])
+            logits = self._logits_all_positions(z)  # (3 positions held, n rows, 3 actions)
+            shifted = logits - logits.max(axis=2, keepdims=True)
+            probs = np.exp(shifted)
+            probs /= probs.sum(axis=2, keepdims=True)
+            greedy = logits.argmax(axis=2)
+            for rows in _series_rows(frame):
+                _roll(rows, greedy, probs, complete, score, position)
+        return pd.DataFrame(
+            {"open_time": frame["open_time"].array, "score": score, "position": position},
+            index=frame.index,
+        )
+
+    def _logits_all_positions(self, z: np.ndarray) -> np.ndarray:
+        import torch
+        from ray.rllib.core.columns import Columns
+
+        module = self._load_module()
+        n, k = z.shape
+        obs = np.empty((3, n, k + 1), dtype=np.float32)
+        obs[:, :, :k] = z
+        obs[:, :, k] = ACTION_POSITIONS.astype(np.float32)[:, None]
+        threads = torch.get_num_threads()
+        try:
+            # One thread: a (3n x features) MLP pass is tiny, and on shared cores torch's
+            # thread pool made it 3-7x slower (0.1-0.25 s vs 0.035 s for 2k rows).
+            torch.set_num_threads(1)
+            with torch.no_grad():
+                out = module.forward_inference(
+                    {Columns.OBS: torch.from_numpy(obs.reshape(-1, k + 1))}
+                )
+            logits = out[Columns.ACTION_DIST_INPUTS].detach().cpu().numpy().astype("float64")
+        except Exception as exc:
+            raise ModelError(f"ppo: policy forward pass failed: {exc}") from exc
+        finally:
+            torch.set_num_threads(threads)
+        if logits.shape != (3 * n, 3) or not np.isfinite(logits).all():
+            raise ModelError(f"ppo: policy returned bad logits of shape {logits.shape}")
+        return logits.reshape(3, n, 3)
+
+    def _load_module(self) -> Any:
+        if self._module is not None:
+            return self._module
+        if self._blob is None:
+            raise ModelError("ppo: no checkpoint bytes to load")
+        try:
+            from ray.rllib.core.rl_module.rl_module import RLModule
+        except ImportError as exc:  # pragma: no cover
+            raise ModelError(f"ppo: ray[rllib] is not importable: {exc}") from exc
+        tmp = tempfile.mkdtemp(prefix="clmppo_ck")
+        try:
+            with tarfile.open(fileobj=io.BytesIO(self._blob), mode="r:gz") as tar:
+                tar.extractall(tmp, filter="data")
+            root = Path(tmp)
+            candidates = [root / MODULE_SUBDIR, root / "default_policy"]
+            path = next((c for c in candidates if c.is_dir()), None)
+            if path is None:
+                raise ModelError("ppo: bytes hold no RLModule checkpoint")
+            with _Quiet("ray", "ray.rllib"):  # RLlib warns about its own deprecated ctor
+                module = RLModule.from_checkpoint(str(path))
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"ppo: cannot restore the RLModule: {exc}") from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        module.eval()
+        self._module = module
+        return module
+
+    # -- bytes -----------------------------------------------------------------------
+
+    def _payload(self) -> bytes:
+        if self._blob is None:
+            raise ModelError("ppo: no fitted checkpoint to serialise")
+        return self._blob
+
+    @classmethod
+    def _from_payload(cls, payload: bytes, card: ModelCard) -> PPOModel:
+        defaults = cls.default_params()
+        model = cls(params={k: v for k, v in card.params.items() if k in defaults}, seed=card.seed)
+        for key in ("feature_mean", "feature_std"):
+            if len(card.params.get(key, [])) != len(card.feature_columns):
+                raise ModelError(f"ppo: card has no usable {key}")
+        model._blob = bytes(payload)
+        return model
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _float_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    try:
+        return frame[columns].to_numpy(dtype="float64", na_value=np.nan)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"ppo: features are not numeric: {exc}") from exc
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    keys = ["symbol", "open_time"] if "symbol" in frame.columns else ["open_time"]
+    return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def _segments(frame: pd.DataFrame) -> np.ndarray:
+    """Segment id per row of a time-ordered frame: new at a symbol change or a time gap."""
+    n = len(frame)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    times = pd.DatetimeIndex(pd.to_datetime(frame["open_time"], utc=True)).as_unit("ns").asi8
+    step = np.diff(times)
+    new = np.zeros(n, dtype=bool)
+    if "symbol" in frame.columns:
+        sym = frame["symbol"].astype(str).to_numpy()
+        new[1:] |= sym[1:] != sym[:-1]
+    if n > 1:
+        positive = step[step > 0]
+        bar = np.median(positive) if len(positive) else 0
+        new[1:] |= (step <= 0) | (step > 1.5 * bar)
+    return np.cumsum(new).astype(np.int64)
+
+
+def _series_rows(frame: pd.DataFrame) -> list[np.ndarray]:
+    """Positional row indices of each series (symbol), in open_time order."""
+    times = pd.to_datetime(frame["open_time"]).reset_index(drop=True)
+    if "symbol" in frame.columns:
+        keys = pd.DataFrame({"s": frame["symbol"].astype(str).to_numpy(), "t": times})
+        order = keys.sort_values(["s", "t"], kind="stable").index.to_numpy()
+        sym = keys["s"].to_numpy()[order]
+        cuts = np.flatnonzero(sym[1:] != sym[:-1]) + 1
+        return np.split(order, cuts)
+    return [times.sort_values(kind="stable").index.to_numpy()]
+
+
+def _roll(
+    rows: np.ndarray,
+    greedy: np.ndarray,
+    probs: np.ndarray,
+    complete: np.ndarray,
+    score: np.ndarray,
+    position: np.ndarray,
+) -> None:
+    """Greedy roll-forward of one series: the position chosen at a bar is the observed
+    position at the next bar. ``greedy`` (3, n) and ``probs`` (3, n, 3) are indexed by the
+    position held (0 short, 1 flat, 2 long). Writes ``score`` / ``position`` in place."""
+    held = 1  # index into ACTION_POSITIONS: flat
+    ok = complete.tolist()
+    for r in rows.tolist():
+        if not ok[r]:
+            held = 1
+            continue
+        action = int(greedy[held, r])
+        p = probs[held, r]
+        score[r] = p[2] - p[0]
+        position[r] = ACTION_POSITIONS[action]
+        held = action
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception and its causes (RLlib re-raises env errors as a
+    bare ``RuntimeError()`` chained to the original)."""
+    parts, seen = [], set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(parts) < 5:
+        seen.add(id(current))
+        text = str(current).strip().splitlines()[0] if str(current).strip() else ""
+        parts.append(f"{type(current).__name__}: {text}" if text else type(current).__name__)
+        current = current.__cause__ or current.__context__
+    return " <- ".join(parts)
+
+
+def _pack(root: Path) -> bytes:
+    """Deterministic tar.gz of a directory (sorted names, zeroed times and owners)."""
+    buf = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for path in sorted(root.rglob("*")):
+            info = tar.gettarinfo(str(path), arcname=path.relative_to(root).as_posix())
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if path.is_file():
+                with path.open("rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+def _proc_stat(pid: int) -> tuple[int, str, int] | None:
+    """(ppid, state, starttime) of a live process from /proc, or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), fields[0], int(fields[19])
+
+
+def _descendants(root: int) -> dict[int, int]:
+    """pid -> starttime of every live (non-zombie) descendant of ``root``."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = _proc_stat(int(entry))
+        if stat is None or stat[1] == "Z":
+            continue
+        children.setdefault(stat[0], []).append(int(entry))
+        starts[int(entry)] = stat[2]
+    found: dict[int, int] = {}
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found[child] = starts[child]
+                stack.append(child)
+    return found
+
+
+def _new_descendants(before: set[int]) -> dict[int, int]:
+    return {pid: s for pid, s in _descendants(os.getpid()).items() if pid not in before}
+
+
+def _alive(pids: dict[int, int]) -> list[int]:
+    alive = []
+    for pid, start in pids.items():
+        stat = _proc_stat(pid)
+        if stat is not None and stat[1] != "Z" and stat[2] == start:
+            alive.append(pid)
+    return alive
+
+
+def _wait_gone(pids: dict[int, int], timeout: float) -> list[int]:
+    """Wait for the given processes to exit; SIGKILL stragglers (they are the Ray
+    processes this fit started, identified by pid and start time). Returns survivors."""
+    deadline = time.monotonic() + timeout
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stragglers = _alive(pids)
+    for pid in stragglers:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if stragglers:
+        logging.getLogger(__name__).warning("ppo: killed Ray processes %s", stragglers)
+    return _alive(pids)
+
+
+class _Quiet:
+    """Raise the given loggers to ERROR for the duration (RLlib warns on every build)."""
+
+    def __init__(self, *names: str) -> None:
+        self._loggers = [logging.getLogger(n) for n in names]
+        self._levels: list[int] = []
+
+    def __enter__(self) -> _Quiet:
+        self._levels = [lg.level for lg in self._loggers]
+        for lg in self._loggers:
+            lg.setLevel(logging.ERROR)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for lg, level in zip(self._loggers, self._levels, strict=False):
+            lg.setLevel(level)
