@@ -32,3 +32,21 @@ def synthetic(tmp_path: Path) -> Settings:
 def instance() -> dg.DagsterInstance:
     with dg.DagsterInstance.ephemeral() as inst:
         yield inst
+
+
+def materialize(settings: Settings, selection: list[str], first: str, last: str):
+    """One in-process run of ``selection`` over days ``[first, last]`` × every symbol."""
+    import pandas as pd
+
+    from clm_assets.definitions import build_definitions
+    from clm_assets.pipeline import materialize_days
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        return materialize_days(
+            build_definitions(settings),
+            settings,
+            selection,
+            pd.Timestamp(first, tz="UTC"),
+            pd.Timestamp(last, tz="UTC"),
+            instance,
+        )

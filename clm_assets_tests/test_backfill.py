@@ -130,10 +130,14 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
     tmp = tmp_path_factory.mktemp("ui")
     env, port = _env(tmp, "ui"), _free_port()
     log = (tmp / "dagster_dev.log").open("w")
+    command = [str(BIN / "dagster"), "dev", "-m", "clm_assets.definitions"]
     proc = subprocess.Popen(
-        [str(BIN / "dagster"), "dev", "-m", "clm_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [*command, "-h", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -178,7 +182,12 @@ def test_graphql_backfill_takes_a_few_runs_and_matches_the_cli(
         """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
             __typename ... on LaunchBackfillSuccess { backfillId }
             ... on PythonError { message } } }""",
-        {"p": {"allPartitions": True, "assetSelection": [{"path": s.split("/")} for s in SELECTION]}},
+        {
+            "p": {
+                "allPartitions": True,
+                "assetSelection": [{"path": s.split("/")} for s in SELECTION],
+            }
+        },
     )["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     deadline = time.monotonic() + 420

@@ -28,7 +28,12 @@ def _partitions(partitions_def: dg.PartitionsDefinition | None) -> dict | None:
     out = {}
     for name, part in dims.items():
         keys = part.get_partition_keys()
-        out[name] = {"type": type(part).__name__, "count": len(keys), "first": keys[0], "last": keys[-1]}
+        out[name] = {
+            "type": type(part).__name__,
+            "count": len(keys),
+            "first": keys[0],
+            "last": keys[-1],
+        }
     return out
 
 
@@ -44,10 +49,11 @@ def graph_snapshot(defs: dg.Definitions) -> dict:
             "group": node.group_name,
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
             "partitions": _partitions(node.partitions_def),
-            "backfill_policy": str(node.backfill_policy.policy_type) if node.backfill_policy else None,
+            "backfill_policy": str(node.backfill_policy.policy_type)
+            if node.backfill_policy
+            else None,
             "checks": sorted(
-                f"{spec.name}{' (blocking)' if spec.blocking else ''}"
-                for spec in specs[key]
+                f"{spec.name}{' (blocking)' if spec.blocking else ''}" for spec in specs[key]
             ),
         }
     return {"assets": assets}
@@ -73,6 +79,8 @@ def test_every_partitioned_asset_maps_each_dimension_to_a_column() -> None:
 
 def test_definitions_load_for_every_source(tmp_path: Path) -> None:
     for source in ("sample", "synthetic", "exchange"):
-        settings = Settings.from_env({"CLM_SOURCE": source, "CLM_DB_PATH": str(tmp_path / "x.duckdb")})
+        settings = Settings.from_env(
+            {"CLM_SOURCE": source, "CLM_DB_PATH": str(tmp_path / "x.duckdb")}
+        )
         defs = build_definitions(settings)
         assert defs.resolve_asset_graph().get_all_asset_keys()

@@ -28,8 +28,9 @@ class Windows:
         return self.eval_start - self.train_end
 
 
-def embargo_days(horizon: int, bar: pd.Timedelta) -> int:
-    """Whole days covering at least ``horizon`` bars (and never zero)."""
+def horizon_days(horizon: int, bar: pd.Timedelta) -> int:
+    """Whole days covering at least ``horizon`` bars (never zero): the embargo after a
+    training window, and how far ahead the labels of a features day look."""
     return max(1, math.ceil(horizon * bar / DAY))
 
 
@@ -39,5 +40,5 @@ def windows_for(
     if train_days < 1 or eval_days < 1:
         raise ValueError("train_days and eval_days must be at least one day")
     eval_start = as_of_end - eval_days * DAY
-    train_end = eval_start - embargo_days(horizon, bar) * DAY
+    train_end = eval_start - horizon_days(horizon, bar) * DAY
     return Windows(train_end - train_days * DAY, train_end, eval_start, as_of_end)

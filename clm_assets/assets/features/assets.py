@@ -8,6 +8,7 @@ import pandas as pd
 from clm_assets.assets.runs import DAY, day_ranges, preview, require_days
 from clm_assets.features.indicators import FEATURE_NAMES, WARMUP_BARS, compute_features
 from clm_assets.features.schema import LABEL_RETURN
+from clm_assets.models.windows import horizon_days
 from clm_assets.partitions import market_partitions, window_mapping
 from clm_assets.settings import Settings
 from clm_assets.sources.intervals import interval_delta
@@ -23,6 +24,7 @@ def warmup_days(interval: str) -> int:
 def build_defs(settings: Settings) -> dg.Definitions:
     partitions = market_partitions(settings)
     lookback = warmup_days(settings.interval)
+    ahead = horizon_days(settings.label_horizon, interval_delta(settings.interval))
     first_day = pd.Timestamp(settings.start_date, tz="UTC")
 
     @dg.asset(
@@ -33,8 +35,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
         ins={
             "raw_ohlcv": dg.AssetIn(
                 key=["market_data", "raw_ohlcv"],
-                # The next day too: labels look forward, features never do.
-                partition_mapping=window_mapping(lookback, 1),
+                # The days a label looks ahead too; features never do.
+                partition_mapping=window_mapping(lookback, ahead),
             )
         },
         metadata={"partition_expr": PARTITION_EXPR, "feature_names": list(FEATURE_NAMES)},
@@ -68,6 +70,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
                         bars,
                         day,
                         max(day - lookback * DAY, first_day),
+                        day + (1 + ahead) * DAY,
                         symbol,
                         settings.label_horizon,
                     )
@@ -98,16 +101,22 @@ def build_defs(settings: Settings) -> dg.Definitions:
 
 
 def _day_features(
-    bars: pd.DataFrame, day: pd.Timestamp, window_start: pd.Timestamp, symbol: str, horizon: int
+    bars: pd.DataFrame,
+    day: pd.Timestamp,
+    window_start: pd.Timestamp,
+    window_end: pd.Timestamp,
+    symbol: str,
+    horizon: int,
 ) -> pd.DataFrame:
-    """Features of one day computed on exactly its own window, ``[window_start, day + 2)``.
+    """Features of one day computed on exactly its own window ``[window_start, window_end)``
+    (the warm-up before the day, the days its labels look into after it).
 
     Every partition sees the same window however runs are grouped, so a backfill stores
     bit-identical values to partitions materialized one by one (TA-Lib's running sums
     would otherwise differ in the last digits with an earlier start).
     """
     times = pd.DatetimeIndex(bars["open_time"])
-    lo, hi = times.searchsorted([window_start, day + 2 * DAY])
+    lo, hi = times.searchsorted([window_start, window_end])
     frame = compute_features(bars.iloc[lo:hi].reset_index(drop=True), symbol, horizon)
     first, last = pd.DatetimeIndex(frame["open_time"]).searchsorted([day, day + DAY])
     return frame.iloc[first:last]

@@ -1,7 +1,5 @@
 """``models/<family>``: a model per as-of × symbol, trained on its trailing window only."""
 
-import time
-
 import dagster as dg
 import pandas as pd
 
@@ -10,7 +8,7 @@ from clm_assets.features.schema import KEY_COLUMNS
 from clm_assets.models.artifact import ModelArtifact, TrainedModels, code_version
 from clm_assets.models.base import ModelError
 from clm_assets.models.families import FAMILIES, model_class
-from clm_assets.models.windows import Windows, embargo_days, windows_for
+from clm_assets.models.windows import Windows, horizon_days, windows_for
 from clm_assets.partitions import DAILY, DATE, SYMBOL, model_partitions, window_mapping
 from clm_assets.resources.storage import StorageResource
 from clm_assets.resources.training import TrainingResource
@@ -46,7 +44,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
 def lookback_days(settings: Settings) -> int:
     """Days of features before an as-of day that its training window can touch."""
     bar = interval_delta(settings.interval)
-    return settings.train_days + embargo_days(settings.label_horizon, bar) + settings.eval_days
+    return settings.train_days + horizon_days(settings.label_horizon, bar) + settings.eval_days
 
 
 def model_asset(family: str, settings: Settings) -> dg.AssetsDefinition:
@@ -90,7 +88,7 @@ def model_asset(family: str, settings: Settings) -> dg.AssetsDefinition:
                 settings.label_horizon,
                 bar,
             )
-            frame = _training_frame(storage, dims[SYMBOL], wins, key)
+            frame = _training_frame(storage, dims[SYMBOL], wins, key, settings.label_horizon)
             model = model_class(family)(params=training.params_for(family), seed=training.seed)
             try:
                 card = model.fit(frame, settings.label_horizon)
@@ -109,15 +107,22 @@ def model_asset(family: str, settings: Settings) -> dg.AssetsDefinition:
     return _train
 
 
-def _training_frame(storage: StorageResource, symbol: str, wins: Windows, key: str) -> pd.DataFrame:
+def _training_frame(
+    storage: StorageResource, symbol: str, wins: Windows, key: str, horizon: int
+) -> pd.DataFrame:
     """Features of ``[train_start, train_end)`` or an error naming what is missing."""
     table = TableSlice(
         "features",
         "features",
         (SliceCell(((SYMBOL, symbol),), "open_time", wins.train_start, wins.train_end),),
     )
-    frame = storage.store.read(table, order_by=list(f'"{c}"' for c in KEY_COLUMNS))
+    frame = storage.store.read(table, order_by=[f'"{c}"' for c in KEY_COLUMNS])
     require_days(frame, symbol, wins.train_start, wins.train_end, f"the model for {key}")
+    if horizon >= len(frame):
+        raise ModelError(
+            f"{key}: the label horizon ({horizon} bars) is not shorter than the training "
+            f"window ({len(frame)} bars); lengthen CLM_TRAIN_DAYS or shorten the horizon"
+        )
     return frame
 
 

@@ -1,0 +1,161 @@
+"""``clm demo`` end to end: wall time and peak memory of the process tree.
+
+``run()`` starts ``.venv/bin/clm demo`` as a subprocess with ``CLM_DB_PATH`` in a temp dir
+and ``DAGSTER_HOME`` a temp home whose ``dagster.yaml`` links to the project's (no other
+``CLM_*`` variable is passed on). Memory is measured three ways:
+
+* ``tree_peak``: the sum of ``VmRSS`` over the process and all its descendants, sampled
+  from ``/proc`` every 0.2 s in a thread (a total, but a spike shorter than 0.2 s can be
+  missed);
+* ``wait4``: ``ru_maxrss`` of this one child from ``os.wait4`` (exact, but the max of any
+  single process of its tree, not their sum);
+* ``RUSAGE_CHILDREN``: ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` after the wait, the
+  max over every child this Python process ever reaped (inside ``benchmarks/run.py`` that
+  includes other benchmarks' subprocesses, hence ``wait4`` above).
+
+The peak compared with the target is the larger of ``tree_peak`` and ``wait4``.
+``python benchmarks/bench_demo.py`` prints a table.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MB = 2**20
+
+TARGETS = [
+    ("clm demo wall time < 120 s", "wall_s", "<", 120.0),
+    ("clm demo peak RSS < 2 GB (2048 MB)", "peak_rss_mb", "<", 2048.0),
+]
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def tree_rss(root: int) -> tuple[int, int]:
+    """(bytes of RSS summed over ``root`` and its descendants, number of processes)."""
+    kids = _children()
+    total, count, todo = 0, 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as fh:
+                total += int(fh.read().split()[1]) * PAGE
+            count += 1
+        except OSError:
+            pass
+        todo += kids.get(pid, [])
+    return total, count
+
+
+class TreeSampler(threading.Thread):
+    def __init__(self, pid: int, every_s: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every_s = pid, every_s
+        self.peak_bytes = self.peak_procs = self.samples = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            rss, procs = tree_rss(self.pid)
+            self.samples += 1
+            self.peak_bytes = max(self.peak_bytes, rss)
+            self.peak_procs = max(self.peak_procs, procs)
+            self.stop.wait(self.every_s)
+
+
+def run(days: int = 90) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="bench_demo_"))
+    try:
+        home = tmp / "dagster_home"
+        home.mkdir()
+        (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLM_")}
+        env.update({"DAGSTER_HOME": str(home), "CLM_DB_PATH": str(tmp / "demo.duckdb")})
+        log = tmp / "demo.log"
+        with log.open("wb") as out:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                [str(BIN / "clm"), "demo", "--days", str(days)],
+                cwd=tmp,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            sampler = TreeSampler(proc.pid)
+            sampler.start()
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - t0
+            sampler.stop.set()
+            sampler.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        children_maxrss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        output = log.read_text(errors="replace")
+        if proc.returncode != 0:
+            raise RuntimeError(f"clm demo exited {proc.returncode}:\n{output[-4000:]}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    tree_mb = sampler.peak_bytes / MB
+    wait4_mb = usage.ru_maxrss * 1024 / MB  # Linux reports kB
+    return {
+        "days": days,
+        "wall_s": wall,
+        "user_cpu_s": usage.ru_utime,
+        "sys_cpu_s": usage.ru_stime,
+        "tree_peak_rss_mb": tree_mb,
+        "tree_peak_processes": sampler.peak_procs,
+        "tree_samples": sampler.samples,
+        "wait4_maxrss_mb": wait4_mb,
+        "rusage_children_maxrss_mb": children_maxrss_kb * 1024 / MB,
+        "peak_rss_mb": max(tree_mb, wait4_mb),
+        "returncode": proc.returncode,
+        "demo_output_tail": output.strip().splitlines()[-6:],
+    }
+
+
+def print_table(r: dict) -> None:
+    print(f"clm demo --days {r['days']} (subprocess, temp DuckDB + temp DAGSTER_HOME)")
+    print(f"{'measure':<58}{'value':>12}")
+    print(f"{'wall time, s':<58}{r['wall_s']:>12.1f}")
+    print(f"{'CPU user + sys, s':<58}{r['user_cpu_s'] + r['sys_cpu_s']:>12.1f}")
+    label = (
+        f"tree RSS peak, MB (/proc every 0.2 s, {r['tree_samples']} samples, "
+        f"<= {r['tree_peak_processes']} procs)"
+    )
+    print(f"{label:<58}{r['tree_peak_rss_mb']:>12.0f}")
+    print(f"{'max RSS of the child (os.wait4 ru_maxrss), MB':<58}{r['wait4_maxrss_mb']:>12.0f}")
+    print(
+        f"{'getrusage(RUSAGE_CHILDREN).ru_maxrss, MB (any child ever)':<58}"
+        f"{r['rusage_children_maxrss_mb']:>12.0f}"
+    )
+    print(f"{'peak RSS used for the target, MB':<58}{r['peak_rss_mb']:>12.0f}")
+    print("demo output (last lines):")
+    for line in r["demo_output_tail"]:
+        print(f"  {line}")
+
+
+if __name__ == "__main__":
+    print_table(run())
