@@ -34,6 +34,9 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
+from clm_assets.definitions import build_definitions
+from clm_assets.pipeline import materialize_days
+from clm_assets.settings import Settings
 from clm_assets.storage.duckdb_store import DuckDBStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,9 +83,39 @@ def _materialize(env: dict[str, str], *partition_args: str) -> float:
     return seconds
 
 
-def _runs(home: str) -> list[str]:
+def _runs(home: str) -> list[dict]:
+    """Status, duration, per-step durations and stored event count of every run."""
+    out = []
     with dg.DagsterInstance.from_config(home) as instance:
-        return [r.dagster_run.status.value for r in instance.get_run_records()]
+        for record in instance.get_run_records():
+            run_id = record.dagster_run.run_id
+            steps = {
+                s.step_key: round(s.end_time - s.start_time, 2)
+                for s in instance.get_run_step_stats(run_id)
+                if s.start_time and s.end_time
+            }
+            start, end = record.start_time, record.end_time
+            out.append(
+                {
+                    "status": record.dagster_run.status.value,
+                    "run_s": round(end - start, 2) if start and end else None,
+                    "step_s": steps,
+                    "events": len(instance.all_logs(run_id)),
+                }
+            )
+    return out
+
+
+def in_process_ephemeral(env: dict[str, str], days: int) -> float:
+    """The same range in one in-process run on an ephemeral instance (no sqlite event log,
+    no process start): what the run costs without the CLI and the persistent instance."""
+    settings = Settings.from_env(env)
+    defs = build_definitions(settings)
+    last = pd.Timestamp(FIRST, tz="UTC") + pd.Timedelta(days=days - 1)
+    t0 = time.perf_counter()
+    with dg.DagsterInstance.ephemeral() as instance:
+        materialize_days(defs, settings, SELECTION, pd.Timestamp(FIRST, tz="UTC"), last, instance)
+    return time.perf_counter() - t0
 
 
 def sample_partitions(days: int, k: int) -> list[tuple[str, str]]:
@@ -134,6 +167,8 @@ def run(days: int = 365, k: int = 6) -> dict:
             _materialize(env_alone, "--partition", f"{day}|{symbol}") for day, symbol in picks
         ]
         alone_runs = _runs(env_alone["DAGSTER_HOME"])
+        env_mem = _env(tmp, "in_process", tmp / "in_process.duckdb", days)
+        t_in_process = in_process_ephemeral(env_mem, days)
 
         equal, checked_rows, mismatches = True, 0, []
         for day, symbol in picks:
@@ -159,13 +194,15 @@ def run(days: int = 365, k: int = 6) -> dict:
         "partitions": partitions,
         "t_single_s": t_single,
         "runs_single": len(single_runs),
-        "run_statuses_single": single_runs,
+        "run_single": single_runs[0] if len(single_runs) == 1 else single_runs,
+        "t_in_process_ephemeral_s": t_in_process,
         "rows": rows,
         "k": k,
         "sampled_partitions": [f"{d}|{s}" for d, s in picks],
         "per_partition_s": per_partition,
         "runs_per_partition": len(alone_runs),
-        "run_statuses_per_partition": alone_runs,
+        "run_statuses_per_partition": [r["status"] for r in alone_runs],
+        "run_s_per_partition": [r["run_s"] for r in alone_runs],
         "t_p_s": t_p,
         "t_p_min_s": min(per_partition),
         "t_p_max_s": max(per_partition),
@@ -188,18 +225,25 @@ def print_table(r: dict) -> None:
         f"backfill of raw_ohlcv + features: {r['days']} days x {r['symbols']} symbols = "
         f"{r['partitions']} partitions, synthetic 1h, CLI, sqlite instance"
     )
-    print(f"{'policy':<52}{'runs':>6}{'seconds':>11}")
-    print(f"{'single run (--partition-range), measured':<52}{r['runs_single']:>6}"
-          f"{r['t_single_s']:>11.1f}")  # fmt: skip
+    print(f"{'policy':<56}{'runs':>6}{'seconds':>10}")
+    label = "single run (--partition-range), measured"
+    print(f"{label:<56}{r['runs_single']:>6}{r['t_single_s']:>10.1f}")
+    run1 = r["run_single"] if r["runs_single"] == 1 else {}
+    if run1:
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in run1["step_s"].items())
+        print(f"    run start..end {run1['run_s']:.1f} s ({run1['events']:,} events); {steps}")
     label = f"one run per partition, mean of {r['k']} measured"
     print(
-        f"{label:<52}{1:>6}{r['t_p_s']:>11.1f}"
-        f"   (min {r['t_p_min_s']:.1f}, max {r['t_p_max_s']:.1f})"
+        f"{label:<56}{1:>6}{r['t_p_s']:>10.1f}"
+        f"  (min {r['t_p_min_s']:.1f}, max {r['t_p_max_s']:.1f})"
     )
-    print(
-        f"{'one run per partition x ' + str(r['partitions']) + ', PROJECTED':<52}"
-        f"{r['partitions']:>6}{r['per_partition_total_projected_s']:>11.0f}"
-    )
+    run_s = [x for x in r["run_s_per_partition"] if x is not None]
+    if run_s:
+        print(f"    run start..end {sum(run_s) / len(run_s):.1f} s mean")
+    label = f"one run per partition x {r['partitions']}, PROJECTED"
+    print(f"{label:<56}{r['partitions']:>6}{r['per_partition_total_projected_s']:>10.0f}")
+    label = "same range, in-process run, ephemeral instance, measured"
+    print(f"{label:<56}{1:>6}{r['t_in_process_ephemeral_s']:>10.1f}")
     print(
         f"speedup (projected per-partition total / measured single run): "
         f"{r['speedup_projected']:.0f}x  [projected from {r['projected_from']}]"

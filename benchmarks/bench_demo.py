@@ -87,7 +87,8 @@ class TreeSampler(threading.Thread):
             self.stop.wait(self.every_s)
 
 
-def run(days: int = 90) -> dict:
+def run(days: int | None = None) -> dict:
+    """``clm demo`` (its default days) or ``clm demo --days N``."""
     tmp = Path(tempfile.mkdtemp(prefix="bench_demo_"))
     try:
         home = tmp / "dagster_home"
@@ -99,7 +100,7 @@ def run(days: int = 90) -> dict:
         with log.open("wb") as out:
             t0 = time.perf_counter()
             proc = subprocess.Popen(
-                [str(BIN / "clm"), "demo", "--days", str(days)],
+                [str(BIN / "clm"), "demo", *([] if days is None else ["--days", str(days)])],
                 cwd=tmp,
                 env=env,
                 stdout=out,
@@ -137,13 +138,14 @@ def run(days: int = 90) -> dict:
 
 
 def print_table(r: dict) -> None:
-    print(f"clm demo --days {r['days']} (subprocess, temp DuckDB + temp DAGSTER_HOME)")
+    days = "" if r["days"] is None else f" --days {r['days']}"
+    print(f"clm demo{days} (subprocess, temp DuckDB + temp DAGSTER_HOME)")
     print(f"{'measure':<58}{'value':>12}")
     print(f"{'wall time, s':<58}{r['wall_s']:>12.1f}")
     print(f"{'CPU user + sys, s':<58}{r['user_cpu_s'] + r['sys_cpu_s']:>12.1f}")
     label = (
-        f"tree RSS peak, MB (/proc every 0.2 s, {r['tree_samples']} samples, "
-        f"<= {r['tree_peak_processes']} procs)"
+        f"tree RSS peak, MB (/proc /0.2 s, {r['tree_samples']} samples, "
+        f"<={r['tree_peak_processes']} procs)"
     )
     print(f"{label:<58}{r['tree_peak_rss_mb']:>12.0f}")
     print(f"{'max RSS of the child (os.wait4 ru_maxrss), MB':<58}{r['wait4_maxrss_mb']:>12.0f}")

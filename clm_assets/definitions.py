@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from clm_assets.assets import features, market_data, training
+from clm_assets.assets import evaluation, features, market_data, promotion, training
 from clm_assets.resources.duckdb_io_manager import DuckDBIOManager
 from clm_assets.resources.market_data import MarketDataResource
+from clm_assets.resources.promotion import PromotionResource
 from clm_assets.resources.storage import StorageResource
 from clm_assets.resources.training import TrainingResource
 from clm_assets.settings import Settings
@@ -25,6 +26,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "storage": StorageResource(
                 path=str(settings.db_path), lock_timeout_s=settings.lock_timeout_s
             ),
+            "promotion": PromotionResource(),
             "training": TrainingResource(seed=settings.model_seed, params=settings.model_params),
             "market_data": MarketDataResource(
                 source=settings.source,
@@ -40,6 +42,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         market_data.build_defs(settings),
         features.build_defs(settings),
         training.build_defs(settings),
+        evaluation.build_defs(settings),
+        promotion.build_defs(settings),
         resources,
     )
 

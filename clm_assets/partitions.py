@@ -8,6 +8,7 @@ day read as the *as-of* date.
 from __future__ import annotations
 
 import dagster as dg
+import pandas as pd
 
 from clm_assets.settings import Settings
 
@@ -66,3 +67,14 @@ def model_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
             SYMBOL: dg.StaticPartitionsDefinition(list(settings.symbols)),
         }
     )
+
+
+def as_of_window(
+    partitions: dg.MultiPartitionsDefinition, as_of: pd.Timestamp
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The as-of partition window that starts at ``as_of`` (its end is the as-of time)."""
+    time_def = partitions.partitions_defs[0].partitions_def
+    assert isinstance(time_def, dg.TimeWindowPartitionsDefinition)
+    key = time_def.get_partition_key_for_timestamp(pd.Timestamp(as_of).timestamp())
+    window = time_def.time_window_for_partition_key(key)
+    return pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC")

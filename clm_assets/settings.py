@@ -45,6 +45,10 @@ class Settings:
     model_seed: int = 0
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-family overrides of the defaults, e.g. ``{"nhits": {"max_steps": 300}}``."""
+    fee_bps: float = 10.0
+    slippage_bps: float = 0.0
+    long_only: bool = False
+    reports_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "reports")
     db_path: Path = field(default_factory=lambda: PROJECT_ROOT / "data" / "clm.duckdb")
     lock_timeout_s: float = 600.0
 
@@ -82,6 +86,10 @@ class Settings:
             model_cron=env.get("CLM_MODEL_CRON", "0 0 * * *"),
             model_seed=int(env.get("CLM_MODEL_SEED", "0")),
             model_params=json.loads(env.get("CLM_MODEL_PARAMS", "{}")),
+            fee_bps=float(env.get("CLM_FEE_BPS", "10")),
+            slippage_bps=float(env.get("CLM_SLIPPAGE_BPS", "0")),
+            long_only=env.get("CLM_LONG_ONLY", "0").lower() in ("1", "true", "yes"),
+            reports_dir=Path(env.get("CLM_REPORTS_DIR", PROJECT_ROOT / "reports")),
             db_path=Path(env.get("CLM_DB_PATH", PROJECT_ROOT / "data" / "clm.duckdb")),
             lock_timeout_s=float(env.get("CLM_LOCK_TIMEOUT_S", "600")),
         )

@@ -14,9 +14,11 @@ Warm-up (``EARLIEST_VALID_BAR``, ``WARMUP_BARS``) -- how a partitioned caller us
 
 * Rows ``0 .. EARLIEST_VALID_BAR - 1`` of any frame have NaN features: their trailing
   windows reach before the first row (the longest is ``SMA(200)``). Rows from
-  ``EARLIEST_VALID_BAR`` on have no warm-up NaN (NaN can still appear later where a value is
-  undefined, e.g. a bar with ``high == low`` for the candle ratios, or a trailing window
-  with no volume for the volume features).
+  ``EARLIEST_VALID_BAR`` on have no NaN at all. Degenerate windows that real markets do
+  produce take their limiting value instead of NaN, because models refuse NaN inputs: a
+  bar with ``high == low`` has body and shadows 0; a window that traded nothing has money
+  flow index 0.5 (no flow either way) and volume changes, oscillator and z-score 0; a flat
+  window has Bollinger %b 0.5 (the close sits on the collapsed middle band).
 * Exponential indicators (EMA, RSI, ADX, KAMA, T3, MACD, TRIX, HT_TRENDLINE, ...) depend on
   the row they start from, with an influence that decays geometrically. From row
   ``WARMUP_BARS`` on, every feature agrees with the value computed on all earlier history
@@ -258,7 +260,7 @@ def _momentum(b: Block, o, h, lo, c, v) -> None:
     mfi = b.put("f_mfi_14", talib.MFI(h, lo, c, v, 14), pct)
     idle = _no_volume(v, 14)
     if idle is not None:
-        mfi[idle] = NAN  # money-flow ratio of a window without volume is undefined
+        mfi[idle] = 0.5  # no money flowed either way: neutral (degenerate-window rule)
     b.put("f_adx_14", talib.ADX(h, lo, c, 14), pct)
     b.put("f_adxr_14", talib.ADXR(h, lo, c, 14), pct)
     b.put("f_dx_14", talib.DX(h, lo, c, 14), pct)
@@ -299,17 +301,19 @@ def _volatility(b: Block, h, lo, c) -> None:
     std *= 4.0  # upper - lower
     b.ratio("f_bb_width_20", std, middle)
     pctb = b.col("f_bb_pctb_20")
+    flat = std == 0.0
     np.subtract(c, middle, out=pctb)
-    np.divide(pctb, safe_denominator(std, out=std), out=pctb)  # flat window: no bands, NaN
+    np.divide(pctb, safe_denominator(std, out=std), out=pctb)
     pctb += 0.5
+    pctb[flat] = 0.5  # a flat window closes on its (collapsed) bands' middle
 
 
 def _volume(b: Block, h, lo, c, v) -> None:
     window = 24
     mean, std = rolling_mean_std(v, window)
     idle = _no_volume(v, window)
-    if idle is not None:
-        mean[idle] = NAN  # nothing traded: the normalised volume features are undefined
+    constant = std == 0.0
+    safe_denominator(mean, out=mean)
     total = np.multiply(mean, float(window))
     obv = b.lag_diff("f_obv_chg_24", talib.OBV(c, v), window)
     np.divide(obv, total, out=obv)
@@ -318,7 +322,11 @@ def _volume(b: Block, h, lo, c, v) -> None:
     b.ratio("f_adosc", talib.ADOSC(h, lo, c, v, 3, 10), mean)
     z = b.col("f_volume_z_24")
     np.subtract(v, mean, out=z)
-    np.divide(z, safe_denominator(std, out=std), out=z)  # constant volume: z undefined
+    np.divide(z, safe_denominator(std, out=std), out=z)
+    z[constant] = 0.0  # volume equal to its mean
+    if idle is not None:  # nothing traded in the window: nothing moved, nothing deviated
+        for name in ("f_obv_chg_24", "f_ad_chg_24", "f_adosc", "f_volume_z_24"):
+            b.col(name)[idle] = 0.0
 
 
 def _candles(b: Block, o, h, lo, c) -> None:
@@ -330,6 +338,9 @@ def _candles(b: Block, o, h, lo, c) -> None:
     b.ratio("f_upper_shadow", np.subtract(h, part, out=part), bar_range)
     np.minimum(o, c, out=part)
     b.ratio("f_lower_shadow", np.subtract(part, lo, out=part), bar_range)
+    zero_range = np.isnan(bar_range)
+    for name in ("f_body_range", "f_upper_shadow", "f_lower_shadow"):
+        b.col(name)[zero_range] = 0.0  # a bar with no range has no body and no shadows
     del part, bar_range
     for name, fn in _CDL.items():
         out = b.put(name, getattr(talib, fn)(o, h, lo, c), 0.01)

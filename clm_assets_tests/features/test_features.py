@@ -30,6 +30,7 @@ from clm_assets.features.schema import (
     feature_columns,
     label_columns,
 )
+from clm_assets.sources.sample import SampleSource
 from clm_assets_tests.factories import random_walk_bars
 
 SYMBOL = "BTC-USD"
@@ -324,7 +325,9 @@ def test_rolling_stats_stay_exact_after_a_volatile_stretch():
 # --- (g) finite values only (NaN where undefined, never inf) -------------------------------
 
 
-def test_no_inf_even_on_degenerate_bars(walk_features):
+def test_degenerate_windows_take_their_limiting_value_not_nan_or_inf(walk_features):
+    """Real markets have bars without range and hours without trades (27 of each in the
+    bundled sample); models refuse NaN, so those take their natural limiting values."""
     assert not np.isinf(feature_matrix(walk_features)).any()
     bars = gapped_walk(800, 9)
     idx = bars.index
@@ -334,15 +337,22 @@ def test_no_inf_even_on_degenerate_bars(walk_features):
     frame = compute_features(bars, SYMBOL, 4)
     x = feature_matrix(frame)
     assert not np.isinf(x).any()
-    # undefined, so NaN: candle shape of a bar without range, volume z-score of no volume
-    assert frame["f_body_range"].iloc[310:340].isna().all()
-    assert frame["f_volume_z_24"].iloc[330:360].isna().all()
-    assert frame["f_obv_chg_24"].iloc[330:360].isna().all()
-    assert frame["f_mfi_14"].iloc[320:360].isna().all()
-    assert frame["f_bb_pctb_20"].iloc[330:340].isna().all()
+    assert not np.isnan(x[EARLIEST_VALID_BAR:]).any()
+    assert (frame["f_body_range"].iloc[310:340] == 0.0).all()
+    assert (frame["f_upper_shadow"].iloc[310:340] == 0.0).all()
+    assert (frame["f_volume_z_24"].iloc[330:360] == 0.0).all()
+    assert (frame["f_obv_chg_24"].iloc[330:360] == 0.0).all()
+    assert (frame["f_mfi_14"].iloc[320:360] == 0.5).all()
+    assert (frame["f_bb_pctb_20"].iloc[330:340] == 0.5).all()
     assert (frame["f_stddev_20"].iloc[330:340] == 0.0).all()
-    # and the features recover once the market moves again
-    assert not np.isnan(x[700:]).any()
+
+
+def test_the_bundled_sample_has_no_nan_feature_after_warm_up():
+    bars = SampleSource().fetch(
+        "BTC-USD", "1h", pd.Timestamp("2017-07-02", tz="UTC"), pd.Timestamp("2019-01-01", tz="UTC")
+    )
+    x = feature_matrix(compute_features(bars, "BTC-USD", 4))
+    assert np.isfinite(x[EARLIEST_VALID_BAR:]).all()
 
 
 def test_level_free_features_ignore_the_price_and_volume_scale(walk, walk_features):

@@ -1,0 +1,104 @@
+"""Candidates of one (symbol, as-of), each with its PSR against the incumbent re-scored on
+the candidate's own evaluation window."""
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from clm_assets.assets.evaluation.window import read_window
+from clm_assets.backtest.evaluate import evaluate
+from clm_assets.backtest.metrics import per_bar_sharpe, probabilistic_sharpe_ratio
+from clm_assets.models.families import FAMILIES
+from clm_assets.models.windows import Windows
+from clm_assets.registry.promotion import Candidate, ChampionRef, evaluation
+from clm_assets.resources.model_handler import ModelHandler
+from clm_assets.settings import Settings
+from clm_assets.sources.intervals import interval_delta
+from clm_assets.storage.duckdb_store import DuckDBStore, SliceCell, TableSlice
+
+
+@dataclass
+class Scored:
+    candidates: list[Candidate]
+    missing: list[str]
+    """Families without an evaluation for this partition: not candidates, and said so."""
+    incumbent_sharpe: float | None
+
+
+def score_candidates(
+    store: DuckDBStore,
+    settings: Settings,
+    symbol: str,
+    as_of: pd.Timestamp,
+    wins: Windows,
+    incumbent: ChampionRef | None,
+) -> Scored:
+    with store.connect() as conn:
+        rows = {f: evaluation(conn, f, symbol, as_of) for f in FAMILIES}
+    missing = [f for f, row in rows.items() if row is None]
+    incumbent_returns = (
+        _incumbent_returns(store, settings, incumbent, wins) if incumbent is not None else None
+    )
+    sr_star = per_bar_sharpe(incumbent_returns) if incumbent_returns is not None else None
+    candidates = []
+    for family, row in rows.items():
+        if row is None:
+            continue
+        returns = _candidate_returns(store, family, symbol, as_of)
+        psr_inc = probabilistic_sharpe_ratio(returns, sr_star) if sr_star is not None else None
+        candidates.append(
+            Candidate(
+                family=family,
+                as_of=as_of,
+                version=row["version"],
+                metrics=row["metrics"],
+                psr_vs_incumbent=psr_inc,
+                per_bar_sharpe=per_bar_sharpe(returns),
+            )
+        )
+    return Scored(candidates, missing, sr_star)
+
+
+def _candidate_returns(store: DuckDBStore, family: str, symbol: str, as_of: pd.Timestamp):
+    """The per-bar net returns its backtest stored (the same bars the metrics came from)."""
+    table = TableSlice(
+        "evaluation",
+        f"backtest_{family}",
+        (SliceCell((("symbol", symbol),), "as_of", as_of, as_of + pd.Timedelta(microseconds=1)),),
+    )
+    return store.read(table, columns=["return"], order_by=['"open_time"'])["return"].to_numpy()
+
+
+def _incumbent_returns(
+    store: DuckDBStore, settings: Settings, incumbent: ChampionRef, wins: Windows
+):
+    """The incumbent, loaded from its stored bytes, backtested on this window."""
+    table = TableSlice(
+        "models",
+        incumbent.family,
+        (
+            SliceCell(
+                (("symbol", incumbent.symbol),),
+                "as_of",
+                incumbent.as_of,
+                incumbent.as_of + pd.Timedelta(microseconds=1),
+            ),
+        ),
+    )
+    artifact = ModelHandler().read(store, table).one()
+    bar = interval_delta(settings.interval)
+    features, bars = read_window(
+        store, incumbent.symbol, wins.eval_start, wins.eval_end, bar, f"incumbent {incumbent.label}"
+    )
+    result = evaluate(
+        artifact.load(),
+        features,
+        bars,
+        wins.eval_start,
+        wins.eval_end,
+        settings.interval,
+        fee_bps=settings.fee_bps,
+        slippage_bps=settings.slippage_bps,
+        long_only=settings.long_only,
+    ).result
+    return result.returns
