@@ -95,12 +95,26 @@ def _runs(home: str) -> list[dict]:
                 if s.start_time and s.end_time
             }
             start, end = record.start_time, record.end_time
+            logs = instance.all_logs(run_id)
+            by_type: dict[str, list[float]] = {}
+            for entry in logs:
+                if entry.dagster_event is not None:
+                    by_type.setdefault(entry.dagster_event.event_type_value, []).append(
+                        entry.timestamp
+                    )
             out.append(
                 {
                     "status": record.dagster_run.status.value,
+                    "created_to_start_s": round(start - record.create_timestamp.timestamp(), 2)
+                    if start
+                    else None,
                     "run_s": round(end - start, 2) if start and end else None,
                     "step_s": steps,
-                    "events": len(instance.all_logs(run_id)),
+                    "events": len(logs),
+                    # count and first..last span (s) of each event type
+                    "event_types": {
+                        k: (len(v), round(max(v) - min(v), 2)) for k, v in by_type.items()
+                    },
                 }
             )
     return out
@@ -231,7 +245,14 @@ def print_table(r: dict) -> None:
     run1 = r["run_single"] if r["runs_single"] == 1 else {}
     if run1:
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in run1["step_s"].items())
-        print(f"    run start..end {run1['run_s']:.1f} s ({run1['events']:,} events); {steps}")
+        print(
+            f"    created..start {run1['created_to_start_s']:.1f} s, start..end "
+            f"{run1['run_s']:.1f} s ({run1['events']:,} events); {steps}"
+        )
+        for kind in ("ASSET_MATERIALIZATION_PLANNED", "ASSET_MATERIALIZATION"):
+            if kind in run1["event_types"]:
+                count, span = run1["event_types"][kind]
+                print(f"    {count:,} {kind} events stored over {span:.1f} s")
     label = f"one run per partition, mean of {r['k']} measured"
     print(
         f"{label:<56}{1:>6}{r['t_p_s']:>10.1f}"

@@ -335,7 +335,9 @@ def decide(
         if any(incumbent.family == c.family and incumbent.as_of == as_of for c in candidates):
             raise RegistryError(
                 f"the incumbent {incumbent.label} is one of the candidates of this as-of: "
-                "pass incumbent_for(conn, symbol, as_of), the champion before this as-of"
+                "decide against the champion before this as-of (incumbent_for(conn, symbol, "
+                "as_of) gives it after an automatic decision; after a manual promotion or a "
+                "rollback to a model of this as-of, roll back first)"
             )
 
     has_incumbent = incumbent is not None

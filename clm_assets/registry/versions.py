@@ -55,20 +55,27 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def register(conn: duckdb.DuckDBPyConnection, artifact: ModelArtifact) -> None:
-    """Insert or replace the row of ``artifact``'s (family, symbol, as-of) as TRAINING."""
+    """Insert or replace the row of ``artifact``'s (family, symbol, as-of): TRAINING for new
+    bytes, the recorded status for the same bytes."""
     ensure_schema(conn)
     card = artifact.card
     key = [artifact.family, artifact.symbol, _naive(artifact.as_of)]
-    conn.execute(
-        "DELETE FROM registry.model_versions WHERE family = ? AND symbol = ? AND as_of = ?", key
-    )
+    where = "WHERE family = ? AND symbol = ? AND as_of = ?"
+    same = conn.execute(
+        f"SELECT status FROM registry.model_versions {where} AND version = ?",
+        [*key, artifact.version],
+    ).fetchall()
+    # Re-training to the same bytes (training is deterministic) keeps the decided status:
+    # re-materializing the champion's partition must not silently dethrone it.
+    status = same[0][0] if same else TRAINING
+    conn.execute(f"DELETE FROM registry.model_versions {where}", key)
     conn.execute(
         "INSERT INTO registry.model_versions VALUES "
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             *key,
             artifact.version,
-            TRAINING,
+            status,
             artifact.sha256,
             len(artifact.blob),
             _naive(pd.Timestamp(card.train_start)),

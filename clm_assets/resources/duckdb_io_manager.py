@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import dagster as dg
 import pandas as pd
 
+from clm_assets.resources.model_handler import ModelHandler
 from clm_assets.storage.duckdb_store import DuckDBStore, SliceCell, StorageError, TableSlice
 
 
@@ -145,8 +146,6 @@ class DuckDBIOManager(dg.ConfigurableIOManager):
         return DuckDBStore(self.path, self.lock_timeout_s)
 
     def handlers(self) -> list[TypeHandler]:
-        from clm_assets.resources.model_handler import ModelHandler
-
         return [FrameHandler(), ModelHandler()]
 
     def _handler(self, obj_type: type, what: str) -> TypeHandler:

@@ -17,11 +17,12 @@ from clm_assets.definitions import build_definitions
 from clm_assets.models.base import ModelError
 from clm_assets.models.families import FAMILIES, model_class
 from clm_assets.models.windows import horizon_days, windows_for
-from clm_assets.resources.model_handler import ModelChecksumError, ModelHandler
+from clm_assets.resources.model_handler import ModelHandler
 from clm_assets.resources.storage import StorageResource
 from clm_assets.settings import Settings
 from clm_assets.sources.intervals import INTERVALS
 from clm_assets.storage.duckdb_store import DuckDBStore, SliceCell, TableSlice
+from clm_assets.storage.models import ModelChecksumError
 from clm_assets_tests.conftest import materialize
 
 AS_OF = "2018-12-31|BTC-USD"

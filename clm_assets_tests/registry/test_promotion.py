@@ -215,6 +215,8 @@ def test_highest_psr_wins_and_every_candidate_report_is_recorded(store):
         assert by_name["psr_vs_incumbent"]["reason"] == "psr_vs_incumbent: no incumbent"
     assert row.gate_reports["xgboost"]["rank"] == 1 and row.gate_reports["lightgbm"]["rank"] == 2
     assert "highest PSR vs flat" in row.reason and "first champion" in row.reason
+    assert json.loads(json.dumps(d.as_dict(), allow_nan=False))["champion"]["family"] == "xgboost"
+    assert hist(store, ETH).empty and current(store, ETH) is None  # other symbols untouched
 
 
 def test_equal_psr_and_sharpe_break_the_tie_on_the_family_name(store):

@@ -10,11 +10,11 @@ from clm_assets.backtest.evaluate import evaluate
 from clm_assets.backtest.metrics import per_bar_sharpe, probabilistic_sharpe_ratio
 from clm_assets.models.families import FAMILIES
 from clm_assets.models.windows import Windows
-from clm_assets.registry.promotion import Candidate, ChampionRef, evaluation
-from clm_assets.resources.model_handler import ModelHandler
+from clm_assets.registry.promotion import Candidate, ChampionRef, evaluation, record_evaluation
 from clm_assets.settings import Settings
 from clm_assets.sources.intervals import interval_delta
 from clm_assets.storage.duckdb_store import DuckDBStore, SliceCell, TableSlice
+from clm_assets.storage.models import read_model
 
 
 @dataclass
@@ -46,12 +46,28 @@ def score_candidates(
             continue
         returns = _candidate_returns(store, family, symbol, as_of)
         psr_inc = probabilistic_sharpe_ratio(returns, sr_star) if sr_star is not None else None
+        metrics = {**row["metrics"], "psr_vs_incumbent": psr_inc}
+        if incumbent is not None:  # the evaluation now states whom it was compared with
+            with store.transaction() as conn:
+                record_evaluation(
+                    conn,
+                    family=family,
+                    symbol=symbol,
+                    as_of=as_of,
+                    version=row["version"],
+                    eval_start=row["eval_start"],
+                    eval_end=row["eval_end"],
+                    bars=row["bars"],
+                    metrics=metrics,
+                    tearsheet_path=row["tearsheet_path"],
+                    incumbent=incumbent,
+                )
         candidates.append(
             Candidate(
                 family=family,
                 as_of=as_of,
                 version=row["version"],
-                metrics=row["metrics"],
+                metrics=metrics,
                 psr_vs_incumbent=psr_inc,
                 per_bar_sharpe=per_bar_sharpe(returns),
             )
@@ -73,19 +89,7 @@ def _incumbent_returns(
     store: DuckDBStore, settings: Settings, incumbent: ChampionRef, wins: Windows
 ):
     """The incumbent, loaded from its stored bytes, backtested on this window."""
-    table = TableSlice(
-        "models",
-        incumbent.family,
-        (
-            SliceCell(
-                (("symbol", incumbent.symbol),),
-                "as_of",
-                incumbent.as_of,
-                incumbent.as_of + pd.Timedelta(microseconds=1),
-            ),
-        ),
-    )
-    artifact = ModelHandler().read(store, table).one()
+    artifact = read_model(store, incumbent.family, incumbent.symbol, incumbent.as_of)
     bar = interval_delta(settings.interval)
     features, bars = read_window(
         store, incumbent.symbol, wins.eval_start, wins.eval_end, bar, f"incumbent {incumbent.label}"

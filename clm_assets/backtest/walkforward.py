@@ -1,0 +1,125 @@
+"""The system's out-of-sample record: each promoted champion traded from the moment it was
+chosen until the next decision, stitched into one backtest, next to buy-and-hold.
+
+A champion chosen at the end of as-of ``A_i`` trades the bars of ``[end(A_i), end(A_i+1))``
+— bars no decision up to ``A_i`` had seen. While a symbol has no champion the system is
+flat: no model, no position. The stitched positions run through the same engine once, so
+switching champions pays its fees like any other position change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from clm_assets.backtest.engine import BacktestResult, run_backtest
+from clm_assets.backtest.metrics import buy_and_hold, metrics_table
+from clm_assets.features.schema import KEY_COLUMNS
+from clm_assets.registry.promotion import AUTOMATIC_ACTIONS, history
+from clm_assets.storage.duckdb_store import DuckDBStore, SliceCell, TableSlice
+from clm_assets.storage.models import read_model
+
+
+class WalkForwardError(RuntimeError):
+    """The record cannot be stitched from what is stored."""
+
+
+@dataclass
+class Segment:
+    start: pd.Timestamp
+    end: pd.Timestamp
+    champion: str
+    """``family@as-of (version)`` or ``none`` (flat)."""
+
+
+@dataclass
+class WalkForward:
+    symbol: str
+    segments: list[Segment]
+    result: BacktestResult
+    benchmark: BacktestResult
+    metrics: dict[str, float | None]
+
+
+def walk_forward(
+    store: DuckDBStore,
+    symbol: str,
+    interval: str,
+    as_of_end: dict[pd.Timestamp, pd.Timestamp],
+    *,
+    context: pd.Timedelta,
+    fee_bps: float = 10.0,
+    slippage_bps: float = 0.0,
+    long_only: bool = False,
+) -> WalkForward:
+    """Stitch the champions of the recorded automatic decisions of ``symbol``.
+
+    ``as_of_end`` maps each decided as-of (partition start) to its end, the decision time.
+    """
+    with store.connect() as conn:
+        decisions = history(conn, symbol)
+    decisions = decisions[decisions["action"].isin(AUTOMATIC_ACTIONS)]
+    decisions = decisions.sort_values(["as_of", "seq"]).drop_duplicates("as_of", keep="last")
+    if len(decisions) < 2:
+        raise WalkForwardError(
+            f"{symbol}: a walk-forward needs at least two recorded decisions, found "
+            f"{len(decisions)}; backfill models, backtests and promotion over a range first"
+        )
+    ends = [as_of_end[pd.Timestamp(a)] for a in decisions["as_of"]]
+    positions, segments = [], []
+    for (_, row), start, end in zip(
+        decisions.iloc[:-1].iterrows(), ends[:-1], ends[1:], strict=True
+    ):
+        if pd.isna(row["champion_family"]):
+            label = "none"
+            times = _bars(store, symbol, start, end)["open_time"]
+            positions.append(pd.DataFrame({"open_time": times, "position": 0.0}))
+        else:
+            artifact = read_model(store, row["champion_family"], symbol, row["champion_as_of"])
+            label = f"{artifact.family}@{artifact.as_of:%Y-%m-%d} ({artifact.version})"
+            features = _features(store, symbol, start - context, end)
+            predicted = artifact.load().predict(features)
+            inside = predicted[predicted["open_time"] >= start].reset_index(drop=True)
+            if inside["position"].isna().any():
+                raise WalkForwardError(
+                    f"{label} gave no position for some bars of [{start}, {end})"
+                )
+            positions.append(inside[["open_time", "position"]])
+        segments.append(Segment(start, end, label))
+    stitched = pd.concat(positions, ignore_index=True)
+    bars = _bars(store, symbol, ends[0], ends[-1])
+    if not stitched["open_time"].equals(bars["open_time"]):
+        raise WalkForwardError(f"{symbol}: features and bars of the record do not align")
+    result = run_backtest(
+        bars["open_time"],
+        bars["open"],
+        bars["close"],
+        stitched["position"].to_numpy(np.float64),
+        fee_bps=fee_bps,
+        slippage_bps=slippage_bps,
+        long_only=long_only,
+    )
+    return WalkForward(
+        symbol, segments, result, buy_and_hold(result), metrics_table(result, interval)
+    )
+
+
+def _cell(schema: str, table: str, symbol: str, column: str, start, end) -> TableSlice:
+    return TableSlice(schema, table, (SliceCell((("symbol", symbol),), column, start, end),))
+
+
+def _bars(store: DuckDBStore, symbol: str, start, end) -> pd.DataFrame:
+    return store.read(
+        _cell("market_data", "raw_ohlcv", symbol, "open_time", start, end),
+        columns=["open_time", "open", "close"],
+        order_by=['"open_time"'],
+    )
+
+
+def _features(store: DuckDBStore, symbol: str, start, end) -> pd.DataFrame:
+    return store.read(
+        _cell("features", "features", symbol, "open_time", start, end),
+        order_by=[f'"{c}"' for c in KEY_COLUMNS],
+    )
