@@ -1,5 +1,7 @@
 """``promotion/promoted_model``: one recorded decision per as-of × symbol."""
 
+from dataclasses import replace
+
 import dagster as dg
 import pandas as pd
 
@@ -66,13 +68,19 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 incumbent = incumbent_for(conn, symbol, as_of)
             scored = score_candidates(store, settings, symbol, as_of, wins, incumbent)
             decision = decide(symbol, as_of, scored.candidates, incumbent, gates)
+            if scored.missing:  # a family without a backtest is no candidate: say so
+                decision = replace(
+                    decision,
+                    reason=f"{decision.reason} Not candidates (no evaluation for this "
+                    f"partition): {', '.join(scored.missing)}.",
+                )
             with store.connect() as conn:
                 apply(conn, decision)
             decisions.append((decision, scored.missing))
             rows.append(_row(decision, scored.missing))
         last, missing = decisions[-1]
         return dg.Output(
-            pd.DataFrame(rows),
+            _typed(pd.DataFrame(rows)),
             metadata={
                 "decisions": len(decisions),
                 "action": last.action,
@@ -102,6 +110,15 @@ def _row(decision: Decision, missing: list[str]) -> dict:
         "missing_families": ",".join(missing),
         "reason": decision.reason,
     }
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Explicit column types: a first decision without a champion must not create the
+    table with NULL-typed columns."""
+    text = [c for c in frame.columns if c not in ("as_of", "champion_as_of")]
+    frame[text] = frame[text].astype("string")
+    frame["champion_as_of"] = pd.to_datetime(frame["champion_as_of"], utc=True)
+    return frame
 
 
 def _gate_table(decision: Decision) -> str:

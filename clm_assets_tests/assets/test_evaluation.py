@@ -1,0 +1,167 @@
+"""Backtests from stored bytes, promotion decisions and the registry CLI, end to end on the
+real sample with small windows (XGBoost and LightGBM keep it fast)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from clm_assets.assets.runs import MissingPartitionsError
+from clm_assets.cli import main as clm
+from clm_assets.definitions import build_definitions
+from clm_assets.registry.promotion import champion, history
+from clm_assets.settings import Settings
+from clm_assets.storage.duckdb_store import DuckDBStore
+from clm_assets.storage.models import ModelChecksumError
+from clm_assets_tests.conftest import materialize
+
+FAST = {
+    "xgboost": {"n_estimators": 30, "nthread": 1},
+    "lightgbm": {"n_estimators": 30, "num_threads": 1},
+}
+GBDT = ["xgboost", "lightgbm"]
+LOOSE = {
+    "min_trades": 0,
+    "min_sharpe": -1e9,
+    "max_drawdown": 1.0,
+    "min_profit_factor": 0.0,
+    "min_psr": 0.0,
+}
+
+
+def _settings(db: Path, **kw) -> Settings:
+    values: dict = {
+        "db_path": db,
+        "reports_dir": db.parent / "reports",
+        "train_days": 20,
+        "eval_days": 5,
+        "model_params": FAST,
+    }
+    values.update(kw)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="module")
+def base_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("evaluation") / "clm.duckdb"
+    settings = _settings(db)
+    materialize(settings, ["market_data/raw_ohlcv"], "2018-10-01", "2018-12-31")
+    materialize(settings, ["features/features"], "2018-11-01", "2018-12-31")
+    materialize(settings, [f"models/{f}" for f in GBDT], "2018-12-29", "2018-12-31")
+    return db
+
+
+@pytest.fixture
+def db(base_db: Path, tmp_path: Path) -> Path:
+    """A private copy: each test decides its own promotions."""
+    copy = tmp_path / "clm.duckdb"
+    shutil.copy(base_db, copy)
+    return copy
+
+
+def _run(settings: Settings, selection: list[str], key: str, gates: dict | None = None):
+    """One run; ``gates`` is launchpad config of the promotion resource."""
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    if gates is not None:
+        run_config["resources"] = {"promotion": {"config": gates}}
+    with dg.DagsterInstance.ephemeral() as instance:
+        return (
+            build_definitions(settings)
+            .resolve_implicit_global_asset_job_def()
+            .execute_in_process(
+                instance=instance,
+                asset_selection=[dg.AssetKey.from_user_string(s) for s in selection],
+                partition_key=key,
+                run_config=run_config,
+            )
+        )
+
+
+def test_backtest_metrics_come_from_the_stored_returns(db: Path) -> None:
+    settings = _settings(db)
+    result = _run(settings, ["evaluation/backtest_xgboost"], "2018-12-31|BTC-USD")
+    meta = result.asset_materializations_for_node("evaluation__backtest_xgboost")[0].metadata
+    store = DuckDBStore(db)
+    per_bar = store.query("SELECT * FROM evaluation.backtest_xgboost ORDER BY open_time")
+    ev = store.query("SELECT * FROM registry.evaluations WHERE family = 'xgboost'").iloc[0]
+    # 5 evaluation days of hourly bars, the first one fills at the second bar's open
+    assert len(per_bar) == 5 * 24 - 1 == ev["bars"]
+    assert per_bar["open_time"].min() == pd.Timestamp("2018-12-27 01:00", tz="UTC")
+    returns = per_bar["return"].to_numpy()
+    independent = returns.mean() / returns.std(ddof=1) * np.sqrt(8760)
+    assert ev["sharpe"] == pytest.approx(independent, rel=1e-9)
+    assert meta["sharpe"].value == pytest.approx(independent, rel=1e-9)
+    assert np.isclose(np.prod(1 + returns), per_bar["equity"].iloc[-1])
+    assert "data:image/png;base64," in meta["equity_curve"].value
+    assert "| sharpe |" in meta["metrics"].value
+    tearsheet = Path(meta["tearsheet"].value)
+    html = tearsheet.read_text()
+    assert tearsheet.exists() and "<svg" in html and "<script src=" not in html
+
+
+def test_corrupted_model_is_never_evaluated(db: Path) -> None:
+    with DuckDBStore(db).connect() as conn:
+        conn.execute("UPDATE models.xgboost SET blob = blob || '\\x00'::BLOB")
+    with pytest.raises(ModelChecksumError):
+        _run(_settings(db), ["evaluation/backtest_xgboost"], "2018-12-31|BTC-USD")
+    assert not DuckDBStore(db).table_exists("registry", "evaluations")
+
+
+def test_evaluation_window_without_bars_is_an_error(db: Path) -> None:
+    with DuckDBStore(db).connect() as conn:
+        conn.execute("DELETE FROM features.features WHERE open_time >= '2018-12-30'")
+    with pytest.raises(MissingPartitionsError, match=r"2018-12-30\|BTC-USD"):
+        _run(_settings(db), ["evaluation/backtest_lightgbm"], "2018-12-31|BTC-USD")
+
+
+def test_a_refusal_is_recorded_with_gate_values_and_is_idempotent(db: Path) -> None:
+    settings = _settings(db)
+    strict = {"min_sharpe": 1e6}
+    selection = [f"evaluation/backtest_{f}" for f in GBDT] + ["promotion/promoted_model"]
+    _run(settings, selection, "2018-12-31|BTC-USD", strict)
+    _run(settings, ["promotion/promoted_model"], "2018-12-31|BTC-USD", strict)
+    with DuckDBStore(db).connect() as conn:
+        decisions = history(conn, "BTC-USD")
+        assert champion(conn, "BTC-USD") is None
+    assert list(decisions["action"]) == ["NO_CHAMPION"]  # one row after two runs
+    reports = decisions.iloc[0]["gate_reports"]
+    assert set(reports) >= set(GBDT)
+    assert "no evaluation for this partition): nhits, patchtst, ppo" in decisions.iloc[0]["reason"]
+    statuses = DuckDBStore(db).query(
+        "SELECT family, status FROM registry.model_versions WHERE as_of = '2018-12-31'"
+    )
+    assert set(statuses["status"]) == {"REJECTED"}
+
+
+def test_promote_then_status_rollback_and_report_through_the_cli(
+    db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = _settings(db)
+    selection = [f"evaluation/backtest_{f}" for f in GBDT] + ["promotion/promoted_model"]
+    for day in ("2018-12-29", "2018-12-30"):
+        _run(settings, selection, f"{day}|BTC-USD", LOOSE)
+    with DuckDBStore(db).connect() as conn:
+        decisions = history(conn, "BTC-USD")
+        second = champion(conn, "BTC-USD")
+    assert list(decisions["action"]) == ["PROMOTED", "PROMOTED"]
+    first = decisions.iloc[0]
+    assert second is not None and second.as_of == pd.Timestamp("2018-12-30", tz="UTC")
+
+    monkeypatch.setenv("CLM_DB_PATH", str(db))
+    assert clm(["status", "--symbol", "BTC-USD"]) == 0
+    out = capsys.readouterr().out
+    assert f"champion: {second.family} version {second.version}" in out
+    assert "gate sharpe" in out
+
+    assert clm(["rollback", "--symbol", "BTC-USD", "--reason", "test"]) == 0
+    with DuckDBStore(db).connect() as conn:
+        restored = champion(conn, "BTC-USD")
+    assert (restored.family, restored.as_of) == (first["champion_family"], first["champion_as_of"])
+
+    assert clm(["report", "--symbol", "BTC-USD"]) == 0
+    assert "xgboost.html" in capsys.readouterr().out
