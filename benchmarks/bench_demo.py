@@ -17,9 +17,12 @@ ways:
   that includes other benchmarks' subprocesses, hence ``wait4`` above).
 
 The peak compared with the target is the larger of ``tree_peak`` and the largest
-per-process ``VmHWM``; ``wait4`` / ``RUSAGE_CHILDREN`` are reported but not used: Python
-starts the child with ``vfork`` + ``exec``, so its ``ru_maxrss`` starts from the PARENT's
-peak RSS (under ``run.py``, after ``bench_io``, that is the 1M-row frames, ~3 GB). ``python benchmarks/bench_demo.py`` prints a table.
+per-process ``VmHWM``. ``wait4`` / ``RUSAGE_CHILDREN`` are reported but not used: Python
+starts the child with ``vfork`` + ``exec``, and the kernel keeps the pre-``exec`` memory's
+high-water mark, so the child's ``ru_maxrss`` is at least the PARENT's peak RSS (measured:
+a parent that had peaked at 2.0 GB, then freed it, got ``ru_maxrss`` 2074 MB for
+``/bin/true``; under ``run.py`` after ``bench_io`` the demo read 3165 MB this way against
+its own VmHWM of ~1.1 GB). ``python benchmarks/bench_demo.py`` prints a table.
 """
 
 from __future__ import annotations
@@ -211,7 +214,8 @@ def print_table(r: dict) -> None:
     )
     print(f"{label:<58}{r['tree_peak_rss_mb']:>12.0f}")
     print(
-        f"{'tree PSS peak, MB (shared pages split, same samples)':<58}{r['tree_peak_pss_mb']:>12.0f}"
+        f"{'tree PSS peak, MB (shared pages split, same samples)':<58}"
+        f"{r['tree_peak_pss_mb']:>12.0f}"
     )
     print(f"{'largest single-process VmHWM, MB':<58}{r['max_process_hwm_mb']:>12.0f}")
     print(f"{'max RSS of the child (os.wait4 ru_maxrss), MB':<58}{r['wait4_maxrss_mb']:>12.0f}")

@@ -19,7 +19,8 @@ Each write goes to a fresh file; the three sides are timed alternately, best of
 checked against the frame written (exact values; stock and bare timestamps are normalised
 to ``datetime64[ns, UTC]`` first). Our read is then split into its steps (fetch to Arrow,
 ``to_pandas``, time-zone fix-up) and ``to_pandas`` into the ``symbol`` column and the rest,
-so a gap to the bare path can be attributed. ``python benchmarks/bench_io.py`` prints a
+so a gap to the bare path can be attributed; our write is split into its pandas side
+(``_to_storage``) and a bare DuckDB ``CREATE TABLE AS`` of the same frame. ``python benchmarks/bench_io.py`` prints a
 table.
 """
 
@@ -41,7 +42,7 @@ from dagster_duckdb_pandas import DuckDBPandasTypeHandler
 
 from clm_assets.features.indicators import compute_features
 from clm_assets.sources.synthetic import SyntheticSource
-from clm_assets.storage.duckdb_store import DuckDBStore, TableSlice, _from_storage
+from clm_assets.storage.duckdb_store import DuckDBStore, TableSlice, _from_storage, _to_storage
 
 SCHEMA, TABLE = "features", "features"
 START = pd.Timestamp("2022-01-01", tz="UTC")
@@ -220,6 +221,45 @@ def _tz_fixup(frame: pd.DataFrame, schema: pa.Schema) -> pd.DataFrame:
     return frame
 
 
+WRITE_STEPS = (
+    ("to_storage", "_to_storage (tz-aware -> naive UTC, shallow copy)"),
+    ("bare_create", "bare CREATE TABLE AS SELECT * FROM frame (naive)"),
+    ("ours_total", "DuckDBStore.replace, all of it"),
+)
+
+
+def profile_our_write(tmp: Path, frame: pd.DataFrame, repeats: int = 2) -> dict:
+    """Best-of wall and CPU times of the pandas side of ``replace`` and of a bare DuckDB
+    insert of the same (already naive) frame into a fresh file."""
+    naive = _to_storage(frame)
+    counter = iter(range(10**6))
+
+    def bare_create() -> None:
+        path = tmp / f"bare_{next(counter)}.duckdb"
+        conn = duckdb.connect(str(path))
+        try:
+            conn.register("incoming", naive)
+            conn.execute(f"CREATE SCHEMA {SCHEMA}")
+            conn.execute(f"CREATE TABLE {SCHEMA}.{TABLE} AS SELECT * FROM incoming")
+        finally:
+            conn.close()
+        path.unlink()
+
+    def ours_total() -> None:
+        path = tmp / f"ours_w_{next(counter)}.duckdb"
+        ours_write(path, frame)
+        path.unlink()
+
+    steps = {"to_storage": lambda: _to_storage(frame), "bare_create": bare_create}
+    steps["ours_total"] = ours_total
+    out: dict = {}
+    for name, fn in steps.items():
+        timed = [_clock2(fn) for _ in range(repeats)]
+        out[name] = min(t[0] for t in timed)
+        out[name + "_cpu"] = min(t[1] for t in timed)
+    return out
+
+
 # -- benchmark ---------------------------------------------------------------------------------
 
 PATHS = ("ours_write", "stock_write", "ours_read", "stock_read", "bare_read")
@@ -274,6 +314,9 @@ def run(rows: int = 1_000_000, write_repeats: int = 3, read_repeats: int = 5) ->
         ours_types, stock_types = _storage_types(ours_path), _storage_types(stock_path)
         profile = profile_our_read(ours_path, read_repeats)
         file_mb = ours_path.stat().st_size / 2**20
+        for old in tmp.glob("*.duckdb*"):
+            old.unlink()
+        write_profile = profile_our_write(tmp, frame)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     best = {k: min(v) for k, v in wall.items()}
@@ -304,6 +347,7 @@ def run(rows: int = 1_000_000, write_repeats: int = 3, read_repeats: int = 5) ->
         "ours_storage_types": ours_types,
         "stock_storage_types": stock_types,
         "profile": profile,
+        "write_profile": write_profile,
     }
 
 
@@ -335,9 +379,14 @@ def print_table(r: dict) -> None:
     )
     print(f"stored types: ours {r['ours_storage_types']}, stock {r['stock_storage_types']}")
     p = r["profile"]
-    print(f"our read, step by step (best of {r['read_repeats']}, same file):")
+    label = f"our read, step by step (best of {r['read_repeats']}, same file)"
+    print(f"{label:<56}{'wall s':>8}{'cpu s':>8}")
     for key, label in PROFILE_STEPS:
         print(f"  {label:<54}{p[key]:>8.3f}{p[key + '_cpu']:>8.3f}")
+    w = r["write_profile"]
+    print(f"{'our write, step by step (best of 2, fresh files)':<56}{'wall s':>8}{'cpu s':>8}")
+    for key, label in WRITE_STEPS:
+        print(f"  {label:<54}{w[key]:>8.3f}{w[key + '_cpu']:>8.3f}")
 
 
 if __name__ == "__main__":

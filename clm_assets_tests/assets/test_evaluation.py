@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 
 from clm_assets.assets.runs import MissingPartitionsError
+from clm_assets.backtest.walkforward import walk_forward
 from clm_assets.cli import main as clm
 from clm_assets.definitions import build_definitions
 from clm_assets.registry.promotion import champion, history
 from clm_assets.settings import Settings
 from clm_assets.storage.duckdb_store import DuckDBStore
-from clm_assets.storage.models import ModelChecksumError
+from clm_assets.storage.models import ModelChecksumError, read_model
 from clm_assets_tests.conftest import materialize
 
 FAST = {
@@ -165,3 +166,44 @@ def test_promote_then_status_rollback_and_report_through_the_cli(
 
     assert clm(["report", "--symbol", "BTC-USD"]) == 0
     assert "xgboost.html" in capsys.readouterr().out
+
+
+def test_walk_forward_stitches_each_champion_over_the_bars_after_its_decision(
+    db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = _settings(db)
+    selection = [f"evaluation/backtest_{f}" for f in GBDT] + ["promotion/promoted_model"]
+    for day in ("2018-12-29", "2018-12-30", "2018-12-31"):
+        _run(settings, selection, f"{day}|BTC-USD", LOOSE)
+    store = DuckDBStore(db)
+    with store.connect() as conn:
+        decisions = history(conn, "BTC-USD")
+    ends = {pd.Timestamp(a): pd.Timestamp(a) + pd.Timedelta(days=1) for a in decisions["as_of"]}
+    record = walk_forward(store, "BTC-USD", "1h", ends, context=pd.Timedelta(days=22))
+
+    assert [s.start for s in record.segments] == [
+        pd.Timestamp("2018-12-30", tz="UTC"),
+        pd.Timestamp("2018-12-31", tz="UTC"),
+    ]
+    assert record.result.n_bars == 2 * 24 - 1
+    # the first day is traded by the champion decided at the end of 2018-12-29
+    first = decisions.iloc[0]
+    model = read_model(store, first["champion_family"], "BTC-USD", first["champion_as_of"]).load()
+    features = store.query(
+        "SELECT * FROM features.features WHERE open_time >= '2018-12-08' ORDER BY open_time"
+    )
+    expected = model.predict(features).set_index("open_time")["position"]
+    held = pd.Series(record.result.position, index=record.result.open_time)
+    day_one = held[held.index < pd.Timestamp("2018-12-31", tz="UTC")]
+    # a position decided at a bar's close is held over the next bar
+    np.testing.assert_array_equal(
+        day_one.to_numpy(), expected.shift(1).reindex(day_one.index).to_numpy()
+    )
+    assert record.metrics["bh_total_return"] is not None
+
+    monkeypatch.setenv("CLM_DB_PATH", str(db))
+    monkeypatch.setenv("CLM_TRAIN_DAYS", "20")
+    monkeypatch.setenv("CLM_EVAL_DAYS", "5")
+    assert clm(["walkforward", "--symbol", "BTC-USD"]) == 0
+    out = capsys.readouterr().out
+    assert "2 segments" in out and "buy & hold" in out
