@@ -14,14 +14,16 @@ both labels), and moves it through DuckDB as one slice (the whole table):
 * bare Arrow (read only): ``con.sql("SELECT * FROM t").to_arrow_table().to_pandas()`` on
   the file ours wrote, no dtype or time-zone handling.
 
-Each write goes to a fresh file; the three sides are timed alternately, best of
-``repeats`` (default 3), wall clock including connect/close. Every frame read back is
+Each write goes to a fresh file; writes are best of ``write_repeats`` (3), reads best of
+``read_repeats`` (5), the sides alternating in rotating order; wall clock including
+connect/close, with process CPU time (DuckDB's threads included) next to it: on a shared
+2-core machine the CPU times and the ratios are the steadier numbers. Every frame read back is
 checked against the frame written (exact values; stock and bare timestamps are normalised
 to ``datetime64[ns, UTC]`` first). Our read is then split into its steps (fetch to Arrow,
 ``to_pandas``, time-zone fix-up) and ``to_pandas`` into the ``symbol`` column and the rest,
 so a gap to the bare path can be attributed; our write is split into its pandas side
-(``_to_storage``) and a bare DuckDB ``CREATE TABLE AS`` of the same frame. ``python benchmarks/bench_io.py`` prints a
-table.
+(``_to_storage``) and a bare DuckDB ``CREATE TABLE AS`` of the same frame.
+``python benchmarks/bench_io.py`` prints a table.
 """
 
 from __future__ import annotations
