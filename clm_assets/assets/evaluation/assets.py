@@ -5,9 +5,8 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from clm_assets.assets.evaluation.window import read_window
+from clm_assets.assets.evaluation.window import evaluate_on_window
 from clm_assets.assets.training.assets import FEATURES_KEY, lookback_days
-from clm_assets.backtest.evaluate import evaluate
 from clm_assets.backtest.metrics import buy_and_hold
 from clm_assets.backtest.report import equity_png, metrics_markdown, png_markdown, write_tearsheet
 from clm_assets.models.artifact import TrainedModels
@@ -77,20 +76,7 @@ def backtest_asset(family: str, settings: Settings) -> dg.AssetsDefinition:
                 bar,
             )
             label = f"backtest_{family} {artifact.as_of:%Y-%m-%d %H:%M}|{artifact.symbol}"
-            features, bars = read_window(
-                storage.store, artifact.symbol, wins.eval_start, wins.eval_end, bar, label
-            )
-            ev = evaluate(
-                artifact.load(),
-                features,
-                bars,
-                wins.eval_start,
-                wins.eval_end,
-                settings.interval,
-                fee_bps=settings.fee_bps,
-                slippage_bps=settings.slippage_bps,
-                long_only=settings.long_only,
-            )
+            ev = evaluate_on_window(storage.store, settings, artifact, wins, label)
             title = (
                 f"{family} {artifact.symbol} as of {artifact.as_of:%Y-%m-%d} ({artifact.version})"
             )

@@ -5,7 +5,12 @@ import math
 import pandas as pd
 
 from clm_assets.assets.runs import require_days
+from clm_assets.backtest.evaluate import Evaluation, evaluate
 from clm_assets.features.schema import KEY_COLUMNS
+from clm_assets.models.artifact import ModelArtifact
+from clm_assets.models.windows import Windows
+from clm_assets.settings import Settings
+from clm_assets.sources.intervals import interval_delta
 from clm_assets.storage.duckdb_store import DuckDBStore, SliceCell, TableSlice
 
 CONTEXT_BARS = 512
@@ -45,3 +50,24 @@ def read_window(
 
 def _slice(schema: str, table: str, symbol: str, start: pd.Timestamp, end: pd.Timestamp):
     return TableSlice(schema, table, (SliceCell((("symbol", symbol),), "open_time", start, end),))
+
+
+def evaluate_on_window(
+    store: DuckDBStore, settings: Settings, artifact: ModelArtifact, wins: Windows, consumer: str
+) -> Evaluation:
+    """The stored model replayed on the evaluation window with the deployment's costs."""
+    bar = interval_delta(settings.interval)
+    features, bars = read_window(
+        store, artifact.symbol, wins.eval_start, wins.eval_end, bar, consumer
+    )
+    return evaluate(
+        artifact.load(),
+        features,
+        bars,
+        wins.eval_start,
+        wins.eval_end,
+        settings.interval,
+        fee_bps=settings.fee_bps,
+        slippage_bps=settings.slippage_bps,
+        long_only=settings.long_only,
+    )

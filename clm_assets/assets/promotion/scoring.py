@@ -5,14 +5,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from clm_assets.assets.evaluation.window import read_window
-from clm_assets.backtest.evaluate import evaluate
+from clm_assets.assets.evaluation.window import evaluate_on_window
 from clm_assets.backtest.metrics import per_bar_sharpe, probabilistic_sharpe_ratio
 from clm_assets.models.families import FAMILIES
 from clm_assets.models.windows import Windows
 from clm_assets.registry.promotion import Candidate, ChampionRef, evaluation, record_evaluation
 from clm_assets.settings import Settings
-from clm_assets.sources.intervals import interval_delta
 from clm_assets.storage.duckdb_store import DuckDBStore, SliceCell, TableSlice
 from clm_assets.storage.models import read_model
 
@@ -90,19 +88,6 @@ def _incumbent_returns(
 ):
     """The incumbent, loaded from its stored bytes, backtested on this window."""
     artifact = read_model(store, incumbent.family, incumbent.symbol, incumbent.as_of)
-    bar = interval_delta(settings.interval)
-    features, bars = read_window(
-        store, incumbent.symbol, wins.eval_start, wins.eval_end, bar, f"incumbent {incumbent.label}"
-    )
-    result = evaluate(
-        artifact.load(),
-        features,
-        bars,
-        wins.eval_start,
-        wins.eval_end,
-        settings.interval,
-        fee_bps=settings.fee_bps,
-        slippage_bps=settings.slippage_bps,
-        long_only=settings.long_only,
-    ).result
+    consumer = f"incumbent {incumbent.label}"
+    result = evaluate_on_window(store, settings, artifact, wins, consumer).result
     return result.returns
