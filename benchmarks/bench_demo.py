@@ -43,7 +43,9 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 MB = 2**20
 
 TARGETS = [
-    ("clm demo wall time < 120 s", "wall_s", "<", 120.0),
+    # Issue 2's 120 s covered data + features (~7 s of it now); training all five
+    # families (issue 3) has its own 5-minute budget, so the whole demo gets 300 s.
+    ("clm demo wall time (data, 5 models, backtests) < 300 s", "wall_s", "<", 300.0),
     ("clm demo peak RSS < 2 GB (2048 MB)", "peak_rss_mb", "<", 2048.0),
 ]
 

@@ -200,11 +200,14 @@ class XGBoostModel(GBDTModel):
             "objective": "binary:logistic",
             "eval_metric": "logloss",
             "tree_method": "hist",
-            "nthread": 2,
+            # One thread: on 2 shared cores OpenMP threads spin waiting for a core and a
+            # 5 s fit took 15-128 s under load (benchmarks/bench_models.py); set more on
+            # dedicated hardware.
+            "nthread": 1,
         }
 
     def _threads(self) -> int:
-        return int(self.params.get("nthread", 2))
+        return int(self.params["nthread"])
 
     def _train(
         self, x: np.ndarray, y: np.ndarray, names: list[str]
@@ -266,11 +269,11 @@ class LightGBMModel(GBDTModel):
             "metric": "binary_logloss",
             "deterministic": True,
             "force_row_wise": True,  # LightGBM's advice alongside deterministic=True
-            "num_threads": 2,
+            "num_threads": 1,  # see XGBoostModel: OpenMP spinning on shared cores
         }
 
     def _threads(self) -> int:
-        return int(self.params.get("num_threads", 2))
+        return int(self.params["num_threads"])
 
     def _train(
         self, x: np.ndarray, y: np.ndarray, names: list[str]

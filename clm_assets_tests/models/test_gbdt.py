@@ -290,12 +290,12 @@ def test_defaults_match_the_documented_configuration(cls):
         assert params["eta"] == 0.05
         assert params["subsample"] == params["colsample_bytree"] == 0.8
         assert params["objective"] == "binary:logistic"
-        assert params["nthread"] == 2
+        assert params["nthread"] == 1
     else:
         assert params["learning_rate"] == 0.05
         assert params["bagging_fraction"] == params["feature_fraction"] == 0.8
         assert params["deterministic"] is True
-        assert params["num_threads"] == 2
+        assert params["num_threads"] == 1
 
 
 # -- it learns what is learnable, and nothing else -------------------------------------------
