@@ -150,7 +150,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
                 time.sleep(1)
         yield port, env
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: dagster dev shuts down cleanly
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
