@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _status(store: DuckDBStore, settings: Settings, args: argparse.Namespace) -> int:
-    from clm_assets.registry.promotion import champion, evaluation, history
+    from clm_assets.registry.evaluations import evaluation
+    from clm_assets.registry.promotion import champion, history
 
     symbols = [args.symbol] if args.symbol else list(settings.symbols)
     now = pd.Timestamp.now(tz="UTC")

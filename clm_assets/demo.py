@@ -19,7 +19,8 @@ from clm_assets.definitions import build_definitions
 from clm_assets.features.indicators import FEATURE_NAMES
 from clm_assets.models.families import FAMILIES
 from clm_assets.pipeline import materialize_days
-from clm_assets.registry.promotion import champion, evaluation, history
+from clm_assets.registry.evaluations import evaluation
+from clm_assets.registry.promotion import champion, history
 from clm_assets.settings import Settings
 from clm_assets.storage.duckdb_store import DuckDBStore
 

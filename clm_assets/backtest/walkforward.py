@@ -17,7 +17,8 @@ import pandas as pd
 from clm_assets.backtest.engine import BacktestResult, run_backtest
 from clm_assets.backtest.metrics import buy_and_hold, metrics_table
 from clm_assets.features.schema import KEY_COLUMNS
-from clm_assets.registry.promotion import AUTOMATIC_ACTIONS, history
+from clm_assets.registry.decisions import AUTOMATIC_ACTIONS
+from clm_assets.registry.promotion import history
 from clm_assets.storage.duckdb_store import DuckDBStore, SliceCell, TableSlice
 from clm_assets.storage.models import read_model
 

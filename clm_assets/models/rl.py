@@ -36,16 +36,8 @@ Contract:
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import io
-import logging
 import math
 import os
-import shutil
-import signal
-import tarfile
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -63,6 +55,8 @@ from clm_assets.models.base import (
     library_versions,
     training_matrix,
 )
+from clm_assets.models.ray_session import RaySession
+from clm_assets.models.rl_checkpoint import pack_checkpoint, restore_module
 from clm_assets.models.trading_env import (
     ACTION_POSITIONS,
     TradingEnv,
@@ -70,11 +64,6 @@ from clm_assets.models.trading_env import (
     standardization_stats,
     standardize,
 )
-
-MODULE_SUBDIR = "learner_group/learner/rl_module/default_policy"
-"""Where ``algo.save_to_path`` puts the single-agent RLModule inside a checkpoint."""
-_PACKED_MODULE_ROOT = "learner_group/learner/rl_module"
-_RAY_EXIT_WAIT_S = 15.0
 
 
 class PPOModel(TradingModel):
@@ -210,38 +199,17 @@ class PPOModel(TradingModel):
         """Run PPO in a private Ray session; return packed checkpoint, returns, losses."""
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         try:
-            import ray
             from ray.rllib.algorithms.ppo import PPOConfig
         except ImportError as exc:  # pragma: no cover - ray is a hard dependency
             raise ModelError(f"ppo: ray[rllib] is not importable: {exc}") from exc
-        if ray.is_initialized():
-            raise ModelError(
-                "ppo: Ray is already initialized in this process; PPOModel.fit runs its own "
-                "local Ray session and will not share or shut down another one"
-            )
         p = self.params
-        temp_dir = tempfile.mkdtemp(prefix="clmppo", dir="/tmp")  # short: socket paths
-        self.ray_temp_dir = temp_dir
-        before = set(_descendants(os.getpid()))
-        ray_pids: dict[int, int] = {}
+        session = RaySession()
+        self.ray_temp_dir = session.temp_dir
         algo = None
         returns: list[float] = []
         losses: list[float] = []
-        quiet = _Quiet("ray", "ray.rllib", "ray.tune")
         try:
-            quiet.__enter__()
-            ray.init(
-                address="local",  # always a new private local instance, never RAY_ADDRESS
-                num_cpus=min(int(p["num_cpus"]), os.cpu_count() or 1),
-                num_gpus=0,
-                include_dashboard=False,
-                log_to_driver=False,
-                ignore_reinit_error=False,
-                object_store_memory=80 * 1024**2,
-                logging_level=logging.ERROR,
-                _temp_dir=temp_dir,
-            )
-            ray_pids.update(_new_descendants(before))
+            session.start(num_cpus=int(p["num_cpus"]))
             config = (
                 PPOConfig()
                 .api_stack(
@@ -284,29 +252,15 @@ class PPOModel(TradingModel):
                     )
                 returns.append(ret)
                 losses.append(loss)
-            checkpoint = Path(temp_dir) / "checkpoint"
+            checkpoint = Path(session.temp_dir) / "checkpoint"
             algo.save_to_path(str(checkpoint))
-            if not (checkpoint / MODULE_SUBDIR).is_dir():
-                raise ModelError(f"ppo: checkpoint has no RLModule at {MODULE_SUBDIR}")
-            root = checkpoint if p["checkpoint"] == "full" else checkpoint / _PACKED_MODULE_ROOT
-            blob = _pack(root)
+            blob = pack_checkpoint(checkpoint, full=p["checkpoint"] == "full")
         except ModelError:
             raise
         except Exception as exc:
             raise ModelError(f"ppo: training failed: {_describe(exc)}") from exc
         finally:
-            try:
-                ray_pids.update(_new_descendants(before))  # workers started after init too
-                if algo is not None:
-                    with contextlib.suppress(Exception):
-                        algo.stop()
-                ray.shutdown()  # ours: fit refuses to run when Ray was already up
-            finally:
-                quiet.__exit__(None, None, None)
-                leaked = _wait_gone(ray_pids, _RAY_EXIT_WAIT_S)
-                shutil.rmtree(temp_dir, ignore_errors=True)
-            if leaked:
-                raise ModelError(f"ppo: Ray processes survived ray.shutdown(): {leaked}")
+            session.close(stop_first=None if algo is None else algo.stop)
         return blob, returns, losses
 
     # -- inference -------------------------------------------------------------------
@@ -371,30 +325,8 @@ class PPOModel(TradingModel):
             return self._module
         if self._blob is None:
             raise ModelError("ppo: no checkpoint bytes to load")
-        try:
-            from ray.rllib.core.rl_module.rl_module import RLModule
-        except ImportError as exc:  # pragma: no cover
-            raise ModelError(f"ppo: ray[rllib] is not importable: {exc}") from exc
-        tmp = tempfile.mkdtemp(prefix="clmppo_ck")
-        try:
-            with tarfile.open(fileobj=io.BytesIO(self._blob), mode="r:gz") as tar:
-                tar.extractall(tmp, filter="data")
-            root = Path(tmp)
-            candidates = [root / MODULE_SUBDIR, root / "default_policy"]
-            path = next((c for c in candidates if c.is_dir()), None)
-            if path is None:
-                raise ModelError("ppo: bytes hold no RLModule checkpoint")
-            with _Quiet("ray", "ray.rllib"):  # RLlib warns about its own deprecated ctor
-                module = RLModule.from_checkpoint(str(path))
-        except ModelError:
-            raise
-        except Exception as exc:
-            raise ModelError(f"ppo: cannot restore the RLModule: {exc}") from exc
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        module.eval()
-        self._module = module
-        return module
+        self._module = restore_module(self._blob)
+        return self._module
 
     # -- bytes -----------------------------------------------------------------------
 
@@ -494,104 +426,3 @@ def _describe(exc: BaseException) -> str:
         parts.append(f"{type(current).__name__}: {text}" if text else type(current).__name__)
         current = current.__cause__ or current.__context__
     return " <- ".join(parts)
-
-
-def _pack(root: Path) -> bytes:
-    """Deterministic tar.gz of a directory (sorted names, zeroed times and owners)."""
-    buf = io.BytesIO()
-    with (
-        gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0) as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-    ):
-        for path in sorted(root.rglob("*")):
-            info = tar.gettarinfo(str(path), arcname=path.relative_to(root).as_posix())
-            info.mtime = 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            if path.is_file():
-                with path.open("rb") as fh:
-                    tar.addfile(info, fh)
-            else:
-                tar.addfile(info)
-    return buf.getvalue()
-
-
-def _proc_stat(pid: int) -> tuple[int, str, int] | None:
-    """(ppid, state, starttime) of a live process from /proc, or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[1]), fields[0], int(fields[19])
-
-
-def _descendants(root: int) -> dict[int, int]:
-    """pid -> starttime of every live (non-zombie) descendant of ``root``."""
-    children: dict[int, list[int]] = {}
-    starts: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        stat = _proc_stat(int(entry))
-        if stat is None or stat[1] == "Z":
-            continue
-        children.setdefault(stat[0], []).append(int(entry))
-        starts[int(entry)] = stat[2]
-    found: dict[int, int] = {}
-    stack = [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in found:
-                found[child] = starts[child]
-                stack.append(child)
-    return found
-
-
-def _new_descendants(before: set[int]) -> dict[int, int]:
-    return {pid: s for pid, s in _descendants(os.getpid()).items() if pid not in before}
-
-
-def _alive(pids: dict[int, int]) -> list[int]:
-    alive = []
-    for pid, start in pids.items():
-        stat = _proc_stat(pid)
-        if stat is not None and stat[1] != "Z" and stat[2] == start:
-            alive.append(pid)
-    return alive
-
-
-def _wait_gone(pids: dict[int, int], timeout: float) -> list[int]:
-    """Wait for the given processes to exit; SIGKILL stragglers (they are the Ray
-    processes this fit started, identified by pid and start time). Returns survivors."""
-    deadline = time.monotonic() + timeout
-    while _alive(pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    stragglers = _alive(pids)
-    for pid in stragglers:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while _alive(pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if stragglers:
-        logging.getLogger(__name__).warning("ppo: killed Ray processes %s", stragglers)
-    return _alive(pids)
-
-
-class _Quiet:
-    """Raise the given loggers to ERROR for the duration (RLlib warns on every build)."""
-
-    def __init__(self, *names: str) -> None:
-        self._loggers = [logging.getLogger(n) for n in names]
-        self._levels: list[int] = []
-
-    def __enter__(self) -> _Quiet:
-        self._levels = [lg.level for lg in self._loggers]
-        for lg in self._loggers:
-            lg.setLevel(logging.ERROR)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for lg, level in zip(self._loggers, self._levels, strict=False):
-            lg.setLevel(level)

@@ -12,8 +12,7 @@ import pytest
 from clm_assets.models.artifact import ModelArtifact, code_version
 from clm_assets.models.gbdt import LightGBMModel, XGBoostModel
 from clm_assets.registry import versions
-from clm_assets.registry.gates import GATE_NAMES, Gates
-from clm_assets.registry.promotion import (
+from clm_assets.registry.decisions import (
     KEPT_INCUMBENT,
     MANUAL_PROMOTE,
     NO_CHAMPION,
@@ -23,14 +22,16 @@ from clm_assets.registry.promotion import (
     ChampionRef,
     Decision,
     RegistryError,
+    decide,
+)
+from clm_assets.registry.evaluations import evaluation, record_evaluation
+from clm_assets.registry.gates import GATE_NAMES, Gates
+from clm_assets.registry.promotion import (
     apply,
     champion,
-    decide,
-    evaluation,
     history,
     incumbent_for,
     promote_manual,
-    record_evaluation,
     rollback,
 )
 from clm_assets.storage.duckdb_store import DuckDBStore

@@ -20,7 +20,7 @@ from clm_assets.partitions import (
     model_partitions,
     window_mapping,
 )
-from clm_assets.registry.promotion import record_evaluation
+from clm_assets.registry.evaluations import record_evaluation
 from clm_assets.resources.storage import StorageResource
 from clm_assets.settings import Settings
 from clm_assets.sources.intervals import interval_delta

@@ -9,7 +9,8 @@ from clm_assets.assets.promotion.scoring import score_candidates
 from clm_assets.models.families import FAMILIES
 from clm_assets.models.windows import windows_for
 from clm_assets.partitions import DATE, SYMBOL, as_of_window, model_partitions
-from clm_assets.registry.promotion import Decision, apply, decide, incumbent_for
+from clm_assets.registry.decisions import Decision, decide
+from clm_assets.registry.promotion import apply, incumbent_for
 from clm_assets.resources.promotion import PromotionResource
 from clm_assets.resources.storage import StorageResource
 from clm_assets.settings import Settings

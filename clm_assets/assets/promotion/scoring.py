@@ -9,7 +9,8 @@ from clm_assets.assets.evaluation.window import evaluate_on_window
 from clm_assets.backtest.metrics import per_bar_sharpe, probabilistic_sharpe_ratio
 from clm_assets.models.families import FAMILIES
 from clm_assets.models.windows import Windows
-from clm_assets.registry.promotion import Candidate, ChampionRef, evaluation, record_evaluation
+from clm_assets.registry.decisions import Candidate, ChampionRef
+from clm_assets.registry.evaluations import evaluation, record_evaluation
 from clm_assets.settings import Settings
 from clm_assets.storage.duckdb_store import DuckDBStore, SliceCell, TableSlice
 from clm_assets.storage.models import read_model
