@@ -30,7 +30,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "training": TrainingResource(seed=settings.model_seed, params=settings.model_params),
             "market_data": MarketDataResource(
                 source=settings.source,
-                interval=settings.interval,
                 exchange_id=settings.exchange_id,
                 exchange_url=settings.exchange_url,
                 exchange_max_retries=settings.exchange_max_retries,

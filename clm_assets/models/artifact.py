@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from clm_assets.models.base import ModelCard, ModelError
+from clm_assets.models.base import ModelCard
 from clm_assets.models.families import FAMILIES, load_model
 
 
@@ -41,11 +41,6 @@ class TrainedModels:
     """The models one step produced or loaded, one per (symbol, as-of) partition."""
 
     artifacts: list[ModelArtifact] = field(default_factory=list)
-
-    def one(self) -> ModelArtifact:
-        if len(self.artifacts) != 1:
-            raise ModelError(f"expected one model, found {len(self.artifacts)}")
-        return self.artifacts[0]
 
 
 def code_version(family: str) -> str:

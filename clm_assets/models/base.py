@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata as importlib_metadata
 from typing import Any, ClassVar
 
-import numpy as np
 import pandas as pd
 
 from clm_assets.features.schema import LABEL_RETURN, LABEL_SIGN, feature_columns
@@ -125,7 +124,3 @@ class TradingModel(ABC):
         model = cls._from_payload(blob[4 + n :], card)
         model.card = card
         return model
-
-
-def clip_position(score: np.ndarray) -> np.ndarray:
-    return np.clip(score, -1.0, 1.0)

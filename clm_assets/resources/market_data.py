@@ -12,7 +12,6 @@ class MarketDataResource(dg.ConfigurableResource):
     """Which source feeds ``raw_ohlcv``: ``exchange`` (ccxt), ``sample`` or ``synthetic``."""
 
     source: str = "sample"
-    interval: str = "1h"
     exchange_id: str = "binance"
     exchange_url: str | None = None
     exchange_max_retries: int = 5

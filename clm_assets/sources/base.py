@@ -58,17 +58,6 @@ class MarketDataSource(Protocol):
     ) -> pd.DataFrame: ...
 
 
-def empty_ohlcv() -> pd.DataFrame:
-    """A zero-row frame with the canonical dtypes, for sources to build on."""
-    return pd.DataFrame(
-        {
-            "open_time": pd.Series([], dtype="datetime64[ns, UTC]"),
-            **{c: pd.Series([], dtype="float64") for c in OHLCV_COLUMNS[1:7]},
-            "trades": pd.Series([], dtype="Int64"),
-        }
-    )
-
-
 def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
     """Coerce a source's frame to ``OHLCV_COLUMNS`` with canonical dtypes.
 

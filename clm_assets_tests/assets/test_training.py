@@ -75,7 +75,8 @@ def _stored(db: Path, family: str):
             ),
         ),
     )
-    return ModelHandler().read(DuckDBStore(db), table).one()
+    (artifact,) = ModelHandler().read(DuckDBStore(db), table).artifacts
+    return artifact
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
