@@ -150,8 +150,8 @@ def _report(store: DuckDBStore, settings: Settings, args: argparse.Namespace) ->
 
 
 def _walkforward(store: DuckDBStore, settings: Settings, args: argparse.Namespace) -> int:
-    from clm_assets.assets.evaluation.window import context_days
     from clm_assets.backtest.walkforward import walk_forward
+    from clm_assets.backtest.window import context_days
     from clm_assets.partitions import as_of_window, model_partitions
     from clm_assets.sources.intervals import interval_delta
 

@@ -42,25 +42,3 @@ def preview(frame: pd.DataFrame, columns: list[str], rows: int = 5) -> dg.Metada
     """The last rows as a markdown table: what a person checks first in the UI."""
     tail = frame[columns].tail(rows).copy()
     return dg.MetadataValue.md(tail.to_markdown(index=False, floatfmt=".6g"))
-
-
-class MissingPartitionsError(RuntimeError):
-    """Upstream days a step needs are not materialized."""
-
-
-def require_days(
-    frame: pd.DataFrame, symbol: str, start: pd.Timestamp, end: pd.Timestamp, consumer: str
-) -> None:
-    """Every day of ``[start, end)`` must have rows: a partition mapping (or a window read)
-    returns zero rows for a day that was never materialized, and the consumer would
-    silently work on less."""
-    present = set(frame["open_time"].dt.floor("D"))
-    wanted = pd.date_range(start.floor("D"), end, freq="D", inclusive="left")
-    missing = [d for d in wanted if d not in present]
-    if missing:
-        keys = ", ".join(f"{d:%Y-%m-%d}|{symbol}" for d in missing[:10])
-        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        raise MissingPartitionsError(
-            f"{consumer} for {symbol} needs upstream partitions that are not materialized: "
-            f"{keys}{more}. Materialize them first (or backfill the range)."
-        )

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clm_assets.assets.runs import MissingPartitionsError
 from clm_assets.backtest.walkforward import walk_forward
 from clm_assets.cli import main as clm
 from clm_assets.definitions import build_definitions
@@ -19,6 +18,7 @@ from clm_assets.registry.promotion import champion, history
 from clm_assets.settings import Settings
 from clm_assets.storage.duckdb_store import DuckDBStore
 from clm_assets.storage.models import ModelChecksumError, read_model
+from clm_assets.storage.slices import MissingPartitionsError
 from clm_assets_tests.conftest import materialize
 
 FAST = {

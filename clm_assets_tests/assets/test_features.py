@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 
 from clm_assets.assets.features.assets import warmup_days
-from clm_assets.assets.runs import MissingPartitionsError
 from clm_assets.definitions import build_definitions
 from clm_assets.features.schema import LABEL_RETURN
 from clm_assets.pipeline import materialize_days
 from clm_assets.settings import Settings
 from clm_assets.storage.duckdb_store import DuckDBStore
+from clm_assets.storage.slices import MissingPartitionsError
 
 RAW, FEATURES = "market_data/raw_ohlcv", "features/features"
 

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clm_assets.assets.runs import MissingPartitionsError
 from clm_assets.assets.training.assets import _training_frame
 from clm_assets.definitions import build_definitions
 from clm_assets.models.base import ModelError
@@ -23,6 +22,7 @@ from clm_assets.settings import Settings
 from clm_assets.sources.intervals import INTERVALS
 from clm_assets.storage.duckdb_store import DuckDBStore, SliceCell, TableSlice
 from clm_assets.storage.models import ModelChecksumError
+from clm_assets.storage.slices import MissingPartitionsError
 from clm_assets_tests.conftest import materialize
 
 AS_OF = "2018-12-31|BTC-USD"

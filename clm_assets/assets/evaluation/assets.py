@@ -5,10 +5,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from clm_assets.assets.evaluation.window import evaluate_on_window
 from clm_assets.assets.training.assets import FEATURES_KEY, lookback_days
 from clm_assets.backtest.metrics import buy_and_hold
 from clm_assets.backtest.report import equity_png, metrics_markdown, png_markdown, write_tearsheet
+from clm_assets.backtest.window import Costs, evaluate_on_window
 from clm_assets.models.artifact import TrainedModels
 from clm_assets.models.families import FAMILIES
 from clm_assets.models.windows import windows_for
@@ -66,6 +66,7 @@ def backtest_asset(family: str, settings: Settings) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, models: TrainedModels, storage: StorageResource
     ) -> dg.Output[pd.DataFrame]:
         frames, meta = [], {}
+        costs = Costs(settings.fee_bps, settings.slippage_bps, settings.long_only)
         for artifact in models.artifacts:
             _, as_of_end = as_of_window(partitions, artifact.as_of)
             wins = windows_for(
@@ -76,7 +77,7 @@ def backtest_asset(family: str, settings: Settings) -> dg.AssetsDefinition:
                 bar,
             )
             label = f"backtest_{family} {artifact.as_of:%Y-%m-%d %H:%M}|{artifact.symbol}"
-            ev = evaluate_on_window(storage.store, settings, artifact, wins, label)
+            ev = evaluate_on_window(storage.store, artifact, wins, settings.interval, costs, label)
             title = (
                 f"{family} {artifact.symbol} as of {artifact.as_of:%Y-%m-%d} ({artifact.version})"
             )

@@ -5,13 +5,14 @@ import math
 import dagster as dg
 import pandas as pd
 
-from clm_assets.assets.runs import DAY, day_ranges, preview, require_days
+from clm_assets.assets.runs import DAY, day_ranges, preview
 from clm_assets.features.indicators import FEATURE_NAMES, WARMUP_BARS, compute_features
 from clm_assets.features.schema import LABEL_RETURN
 from clm_assets.models.windows import horizon_days
 from clm_assets.partitions import market_partitions, window_mapping
 from clm_assets.settings import Settings
 from clm_assets.sources.intervals import interval_delta
+from clm_assets.storage.slices import require_days
 
 PARTITION_EXPR = {"date": "open_time", "symbol": "symbol"}
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from clm_assets.assets.evaluation.window import evaluate_on_window
 from clm_assets.backtest.metrics import per_bar_sharpe, probabilistic_sharpe_ratio
+from clm_assets.backtest.window import Costs, evaluate_on_window
 from clm_assets.models.families import FAMILIES
 from clm_assets.models.windows import Windows
 from clm_assets.registry.decisions import Candidate, ChampionRef
@@ -90,5 +90,6 @@ def _incumbent_returns(
     """The incumbent, loaded from its stored bytes, backtested on this window."""
     artifact = read_model(store, incumbent.family, incumbent.symbol, incumbent.as_of)
     consumer = f"incumbent {incumbent.label}"
-    result = evaluate_on_window(store, settings, artifact, wins, consumer).result
+    costs = Costs(settings.fee_bps, settings.slippage_bps, settings.long_only)
+    result = evaluate_on_window(store, artifact, wins, settings.interval, costs, consumer).result
     return result.returns

@@ -3,7 +3,6 @@
 import dagster as dg
 import pandas as pd
 
-from clm_assets.assets.runs import require_days
 from clm_assets.features.schema import KEY_COLUMNS
 from clm_assets.models.artifact import ModelArtifact, TrainedModels, code_version
 from clm_assets.models.base import ModelError
@@ -14,7 +13,7 @@ from clm_assets.resources.storage import StorageResource
 from clm_assets.resources.training import TrainingResource
 from clm_assets.settings import Settings
 from clm_assets.sources.intervals import interval_delta
-from clm_assets.storage.duckdb_store import SliceCell, TableSlice
+from clm_assets.storage.slices import require_days, symbol_slice
 
 FEATURES_KEY = dg.AssetKey(["features", "features"])
 PARTITION_EXPR = {DATE: "as_of", SYMBOL: "symbol"}
@@ -111,11 +110,7 @@ def _training_frame(
     storage: StorageResource, symbol: str, wins: Windows, key: str, horizon: int
 ) -> pd.DataFrame:
     """Features of ``[train_start, train_end)`` or an error naming what is missing."""
-    table = TableSlice(
-        "features",
-        "features",
-        (SliceCell(((SYMBOL, symbol),), "open_time", wins.train_start, wins.train_end),),
-    )
+    table = symbol_slice("features", "features", symbol, wins.train_start, wins.train_end)
     frame = storage.store.read(table, order_by=[f'"{c}"' for c in KEY_COLUMNS])
     require_days(frame, symbol, wins.train_start, wins.train_end, f"the model for {key}")
     if horizon >= len(frame):
