@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from clm_assets.assets import evaluation, features, market_data, promotion, training
+from clm_assets.resources.backtest import BacktestResource
 from clm_assets.resources.duckdb_io_manager import DuckDBIOManager
 from clm_assets.resources.market_data import MarketDataResource
 from clm_assets.resources.promotion import PromotionResource
@@ -27,6 +28,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 path=str(settings.db_path), lock_timeout_s=settings.lock_timeout_s
             ),
             "promotion": PromotionResource(),
+            "backtest": BacktestResource(
+                fee_bps=settings.fee_bps,
+                slippage_bps=settings.slippage_bps,
+                long_only=settings.long_only,
+            ),
             "training": TrainingResource(seed=settings.model_seed, params=settings.model_params),
             "market_data": MarketDataResource(
                 source=settings.source,

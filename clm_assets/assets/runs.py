@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from clm_assets.partitions import DATE, SYMBOL
+from clm_assets.settings import Settings
 
 DAY = pd.Timedelta(days=1)
 
@@ -42,3 +43,29 @@ def preview(frame: pd.DataFrame, columns: list[str], rows: int = 5) -> dg.Metada
     """The last rows as a markdown table: what a person checks first in the UI."""
     tail = frame[columns].tail(rows).copy()
     return dg.MetadataValue.md(tail.to_markdown(index=False, floatfmt=".6g"))
+
+
+def partition_key_of(
+    partitions: dg.MultiPartitionsDefinition, as_of: pd.Timestamp, symbol: str
+) -> str:
+    """The as-of × symbol key of an as-of time: where a step attaches that partition's own
+    metadata when it handles several partitions."""
+    time_def = partitions.partitions_defs[0].partitions_def
+    assert isinstance(time_def, dg.TimeWindowPartitionsDefinition)
+    date_key = time_def.get_partition_key_for_timestamp(pd.Timestamp(as_of).timestamp())
+    return str(dg.MultiPartitionKey({DATE: date_key, SYMBOL: symbol}))
+
+
+GRAPH_SETTINGS = (
+    "source", "symbols", "interval", "start_date", "end_date", "model_cron",
+    "train_days", "eval_days", "label_horizon",
+)  # fmt: skip
+"""What shapes the graph (partitions and their mappings), read once at load."""
+
+
+def run_config_record(settings: Settings, **config: object) -> dict[str, object]:
+    """The load-time settings and the resource config a number was made with, for the
+    materialization's metadata: any number in the UI traces back to both."""
+    shaped = {name: getattr(settings, name) for name in GRAPH_SETTINGS}
+    shaped["symbols"] = list(settings.symbols)
+    return {"settings": shaped, **config}

@@ -61,15 +61,17 @@ def png_markdown(png: bytes, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
+def fmt_number(value: float | None, digits: int = 4) -> str:
+    """How every table shows a number: ``digits`` significant digits, and ``n/a`` for an
+    undefined value (never a stand-in number)."""
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
+
+
 def metrics_markdown(metrics: dict[str, float | None], keys: list[str]) -> str:
     """Strategy vs buy-and-hold vs flat, side by side; undefined values shown as n/a."""
-
-    def fmt(value: float | None) -> str:
-        return "n/a" if value is None or not np.isfinite(value) else f"{value:.4g}"
-
     rows = [
-        f"| {k} | {fmt(metrics.get(k))} | {fmt(metrics.get('bh_' + k))} | "
-        f"{fmt(metrics.get('flat_' + k))} |"
+        f"| {k} | {fmt_number(metrics.get(k))} | {fmt_number(metrics.get('bh_' + k))} | "
+        f"{fmt_number(metrics.get('flat_' + k))} |"
         for k in keys
     ]
     return "| metric | strategy | buy & hold | flat |\n|---|---:|---:|---:|\n" + "\n".join(rows)

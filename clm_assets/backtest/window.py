@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from clm_assets.backtest.evaluate import Evaluation, evaluate
+from clm_assets.backtest.evaluate import Evaluation, EvaluationError, evaluate
 from clm_assets.features.schema import KEY_COLUMNS
 from clm_assets.models.artifact import ModelArtifact
 from clm_assets.models.windows import Windows
@@ -68,6 +68,34 @@ def read_window(
     return features, bars
 
 
+class LeakageError(EvaluationError):
+    """The evaluation window is not out of sample for the model: nothing is reported."""
+
+
+def check_out_of_sample(artifact: ModelArtifact, wins: Windows, bar: pd.Timedelta) -> None:
+    """Refuse an evaluation window that a training label of the model looked into.
+
+    The windows are recomputed from the deployment settings at each stage, so a model
+    trained under one ``CLM_EVAL_DAYS`` / ``CLM_LABEL_HORIZON`` and evaluated under another
+    would silently be scored in sample. The model's own card says what it saw: its last
+    training bar's label is realized at the close ``horizon`` bars later, and the first
+    evaluated price is the close of ``eval_start``.
+    """
+    card = artifact.card
+    last_bar = pd.Timestamp(card.train_end)
+    last_bar = last_bar.tz_localize("UTC") if last_bar.tzinfo is None else last_bar
+    label_end = last_bar + card.horizon * bar
+    if wins.eval_start <= label_end:
+        raise LeakageError(
+            f"{artifact.family} {artifact.symbol} as of {artifact.as_of:%Y-%m-%d %H:%M} "
+            f"({artifact.version}) was trained on bars {card.train_start} → {card.train_end} "
+            f"with a {card.horizon}-bar label horizon (labels realized up to {label_end}); "
+            f"the evaluation window {wins.eval_start} → {wins.eval_end} starts before that, so "
+            "it would be scored in sample. Evaluate with the CLM_EVAL_DAYS / CLM_LABEL_HORIZON "
+            "the model was trained with, or re-train it."
+        )
+
+
 def evaluate_on_window(
     store: DuckDBStore,
     artifact: ModelArtifact,
@@ -76,9 +104,12 @@ def evaluate_on_window(
     costs: Costs,
     consumer: str,
 ) -> Evaluation:
-    """The stored model replayed on the evaluation window with the given costs."""
+    """The stored model replayed on the evaluation window with the given costs; refused
+    when the window is not out of sample for it (:func:`check_out_of_sample`)."""
+    bar = interval_delta(interval)
+    check_out_of_sample(artifact, wins, bar)
     features, bars = read_window(
-        store, artifact.symbol, wins.eval_start, wins.eval_end, interval_delta(interval), consumer
+        store, artifact.symbol, wins.eval_start, wins.eval_end, bar, consumer
     )
     return evaluate(
         artifact.load(),
