@@ -38,37 +38,43 @@ def _inputs(n: int, seed: int = 0):
 
 
 def python_loop(open_, close, position, fee_bps):
-    """Per-bar returns, equity and closed/open trades, one bar at a time."""
+    """Per-bar returns, equity and closed/open trades, one bar at a time, in units and cash.
+
+    At each open the holding is traded to the target fraction of the equity left after the
+    order's cost (closed form of ``y = w * (E - c * |y - x|)``); a trade that ends sells
+    the whole holding first.
+    """
     c = fee_bps / 10_000.0
     o, cl, w = open_.tolist(), close.tolist(), position.tolist()
     returns, equity_curve, trades = [], [], []
-    prev, equity, trade = 0.0, 1.0, None
+    units, cash, last_close, trade = 0.0, 1.0, 1.0, None
     for k in range(1, len(o)):
-        new = w[k - 1]
-        if prev * new < 0:
-            closed, opened = abs(prev), abs(new)
-        elif abs(new) >= abs(prev):
-            closed, opened = 0.0, abs(new) - abs(prev)
-        else:
-            closed, opened = abs(prev) - abs(new), 0.0
-        a = (1.0 + prev * (o[k] / cl[k - 1] - 1.0)) * (1.0 - c * closed)
-        b = (1.0 - c * opened) * (1.0 + new * (cl[k] / o[k] - 1.0))
-        side = (new > 0) - (new < 0)
-        if trade is not None:
-            trade[3] *= a
-            if side != trade[0]:
-                trades.append(trade)
-                trade = None
+        price, target = o[k], w[k - 1]
+        side = (target > 0) - (target < 0)
+        if trade is not None and side != trade[0]:
+            cash += units * price - c * abs(units) * price
+            units = 0.0
+            trade[3] = cash / trade[3]
+            trades.append(trade)
+            trade = None
+        equity = cash + units * price
         if trade is None and side != 0:
-            trade = [side, k, 0, 1.0]
+            trade = [side, k, 0, equity]
+        held = units * price
+        if target * equity >= held:
+            notional = target * (equity + c * held) / (1.0 + c * target)
+        else:
+            notional = target * (equity - c * held) / (1.0 - c * target)
+        cash -= notional - held + c * abs(notional - held)
+        units = notional / price
+        marked = cash + units * cl[k]
         if trade is not None:
             trade[2] += 1
-            trade[3] *= b
-        equity *= a * b
-        returns.append(a * b - 1.0)
-        equity_curve.append(equity)
-        prev = new
+        returns.append(marked / last_close - 1.0)
+        equity_curve.append(marked)
+        last_close = marked
     if trade is not None:
+        trade[3] = last_close / trade[3]
         trades.append(trade)
     return returns, equity_curve, trades
 

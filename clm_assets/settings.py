@@ -3,26 +3,45 @@
 Partitions are part of the asset graph, so what they depend on (the source, its symbols,
 the interval, the first date) must be known when the definitions load: environment
 variables are the one input Dagster's code servers, the CLI and tests all share.
+
+Every value is parsed strictly and checked here, before any work is done: a value read
+loosely (``CLM_LONG_ONLY=on`` taken as false) or checked late (a database path that is a
+directory, found after a step computed) silently changes or wastes a result. A bad value
+raises :class:`SettingsError`, one line naming the variable and what it allows.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from clm_assets.models.base import ModelError
+from clm_assets.models.families import validate_params
+from clm_assets.sources.base import UnsupportedIntervalError
 from clm_assets.sources.intervals import interval_delta
+from clm_assets.storage.duckdb_store import StorageError, check_writable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("sample", "synthetic", "exchange")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+DATE_FORMAT = "%Y-%m-%d"
 
 _DEFAULTS = {
     "sample": {"symbols": "BTC-USD", "start": "2017-07-02", "end": "2019-01-01"},
     "synthetic": {"symbols": "BTC-USDT,ETH-USDT", "start": "2024-01-01", "end": ""},
     "exchange": {"symbols": "BTC-USDT,ETH-USDT", "start": "2024-01-01", "end": ""},
 }
+
+
+class SettingsError(ValueError):
+    """A ``CLM_*`` setting is malformed or inconsistent; the message names it and what is
+    allowed."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,13 +73,59 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
-            raise ValueError(f"CLM_SOURCE={self.source!r}; choose one of {SOURCES}")
-        interval_delta(self.interval)
+            raise SettingsError(f"CLM_SOURCE={self.source!r}; choose one of {', '.join(SOURCES)}")
+        try:
+            interval_delta(self.interval)
+        except UnsupportedIntervalError as exc:
+            raise SettingsError(f"CLM_INTERVAL: {exc}") from None
+        self._check_symbols()
+        self._check_dates()
+        self._check_numbers()
+        _check_model_params(self.model_params)
+        try:
+            check_writable(Path(self.db_path))
+        except StorageError as exc:
+            raise SettingsError(f"CLM_DB_PATH={str(self.db_path)!r}: {exc}") from None
+
+    def _check_symbols(self) -> None:
         for symbol in self.symbols:
             if not symbol or "," in symbol or "|" in symbol:
-                raise ValueError(f"invalid symbol key {symbol!r}: keys cannot hold ',' or '|'")
-        if self.label_horizon < 1:
-            raise ValueError("CLM_LABEL_HORIZON must be at least one bar")
+                raise SettingsError(
+                    f"CLM_SYMBOLS: invalid symbol key {symbol!r}; keys are comma-separated, "
+                    "non-empty and cannot hold ',' or '|'"
+                )
+        if len(set(self.symbols)) != len(self.symbols):
+            raise SettingsError(f"CLM_SYMBOLS lists a symbol twice: {', '.join(self.symbols)}")
+
+    def _check_dates(self) -> None:
+        start = _date("CLM_START_DATE", self.start_date)
+        if self.end_date is not None:
+            end = _date("CLM_END_DATE", self.end_date)
+            if start >= end:
+                raise SettingsError(
+                    f"CLM_START_DATE={self.start_date} is not before CLM_END_DATE="
+                    f"{self.end_date} (the exclusive end): no partition would exist"
+                )
+        elif start >= datetime.now(UTC).date():
+            raise SettingsError(
+                f"CLM_START_DATE={self.start_date} is not before today (UTC) and "
+                "CLM_END_DATE is unset (partitions run up to today): no partition would exist"
+            )
+
+    def _check_numbers(self) -> None:
+        at_least = {
+            "CLM_LABEL_HORIZON": (self.label_horizon, 1, "bar"),
+            "CLM_TRAIN_DAYS": (self.train_days, 1, "day"),
+            "CLM_EVAL_DAYS": (self.eval_days, 1, "day"),
+            "CLM_EXCHANGE_RETRIES": (self.exchange_max_retries, 0, "retry"),
+            "CLM_FEE_BPS": (self.fee_bps, 0, "basis point"),
+            "CLM_SLIPPAGE_BPS": (self.slippage_bps, 0, "basis point"),
+        }
+        for name, (value, low, unit) in at_least.items():
+            if not math.isfinite(value) or value < low:
+                raise SettingsError(f"{name}={value!r}; allowed: a number of {unit}s >= {low}")
+        if not (math.isfinite(self.lock_timeout_s) and self.lock_timeout_s > 0):
+            raise SettingsError(f"CLM_LOCK_TIMEOUT_S={self.lock_timeout_s!r}; allowed: seconds > 0")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -78,18 +143,88 @@ class Settings:
             end_date=end or None,
             exchange_id=env.get("CLM_EXCHANGE", "binance"),
             exchange_url=env.get("CLM_EXCHANGE_URL") or None,
-            exchange_max_retries=int(env.get("CLM_EXCHANGE_RETRIES", "5")),
-            synthetic_seed=int(env.get("CLM_SYNTHETIC_SEED", "7")),
-            label_horizon=int(env.get("CLM_LABEL_HORIZON", "4")),
-            train_days=int(env.get("CLM_TRAIN_DAYS", "90")),
-            eval_days=int(env.get("CLM_EVAL_DAYS", "14")),
+            exchange_max_retries=_int(env, "CLM_EXCHANGE_RETRIES", 5),
+            synthetic_seed=_int(env, "CLM_SYNTHETIC_SEED", 7),
+            label_horizon=_int(env, "CLM_LABEL_HORIZON", 4),
+            train_days=_int(env, "CLM_TRAIN_DAYS", 90),
+            eval_days=_int(env, "CLM_EVAL_DAYS", 14),
             model_cron=env.get("CLM_MODEL_CRON", "0 0 * * *"),
-            model_seed=int(env.get("CLM_MODEL_SEED", "0")),
-            model_params=json.loads(env.get("CLM_MODEL_PARAMS", "{}")),
-            fee_bps=float(env.get("CLM_FEE_BPS", "10")),
-            slippage_bps=float(env.get("CLM_SLIPPAGE_BPS", "0")),
-            long_only=env.get("CLM_LONG_ONLY", "0").lower() in ("1", "true", "yes"),
+            model_seed=_int(env, "CLM_MODEL_SEED", 0),
+            model_params=_json(env, "CLM_MODEL_PARAMS"),
+            fee_bps=_float(env, "CLM_FEE_BPS", 10.0),
+            slippage_bps=_float(env, "CLM_SLIPPAGE_BPS", 0.0),
+            long_only=_bool(env, "CLM_LONG_ONLY", False),
             reports_dir=Path(env.get("CLM_REPORTS_DIR", PROJECT_ROOT / "reports")),
             db_path=Path(env.get("CLM_DB_PATH", PROJECT_ROOT / "data" / "clm.duckdb")),
-            lock_timeout_s=float(env.get("CLM_LOCK_TIMEOUT_S", "600")),
+            lock_timeout_s=_float(env, "CLM_LOCK_TIMEOUT_S", 600.0),
         )
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    """Exactly the words below, in any case: anything else (``y``, ``2``) is a typo whose
+    meaning we would have to guess."""
+    if name not in env:
+        return default
+    word = env[name].strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise SettingsError(
+        f"{name}={env[name]!r}; allowed: 1/0, true/false, yes/no, on/off (any case)"
+    )
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    if name not in env:
+        return default
+    try:
+        return int(env[name].strip(), 10)
+    except ValueError:
+        raise SettingsError(f"{name}={env[name]!r}; allowed: a whole number") from None
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    if name not in env:
+        return default
+    try:
+        value = float(env[name].strip())
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise SettingsError(f"{name}={env[name]!r}; allowed: a finite number")
+    return value
+
+
+def _date(name: str, value: str) -> date:
+    try:
+        return datetime.strptime(value, DATE_FORMAT).date()
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}={value!r}; allowed: a date YYYY-MM-DD (UTC)") from None
+
+
+def _json(env: dict[str, str], name: str) -> Any:
+    """Parsed JSON; ``_check_model_params`` checks its shape (direct construction too)."""
+    text = env.get(name, "{}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(
+            f"{name} is not valid JSON ({exc.msg} at character {exc.pos}); allowed: an "
+            'object of objects, e.g. {"xgboost": {"max_depth": 4}}'
+        ) from None
+    return value
+
+
+def _check_model_params(params: Any) -> None:
+    """A JSON object of objects keyed by family, naming only known families and parameters:
+    a misspelled one would otherwise be ignored while the run looks configured."""
+    if not isinstance(params, dict):
+        raise SettingsError(
+            "CLM_MODEL_PARAMS must be a JSON object of objects keyed by family "
+            f'(e.g. {{"xgboost": {{"max_depth": 4}}}}), got {type(params).__name__}'
+        )
+    try:
+        validate_params(params)
+    except ModelError as exc:
+        raise SettingsError(f"CLM_MODEL_PARAMS: {exc}") from None

@@ -10,34 +10,38 @@ the last close has no fill yet; it is returned as ``pending_position``.
 
 Per-bar accounting (bar ``k = 1 … n - 1``)
 ------------------------------------------
-With ``w`` the (long-only clipped) targets, ``held[k] = w[k - 1]`` the position held from
-the open of bar ``k`` to its close and ``prev = held[k - 1]`` (``held[0] = 0``)::
+The account holds units of the asset and cash. At each open it trades to the target: the
+units whose notional is ``held[k] = w[k - 1]`` (the long-only clipped target) times the
+equity left after paying for that order, at a cost of ``c = (fee_bps + slippage_bps) /
+10_000`` per unit of notional traded (``c * |Δunits| * open``). Between fills it holds
+units, not a fraction: a short or a fractional long drifts away from its target as prices
+move, and trading it back at the next open is an order like any other, charged the same.
+A position of 1 does not drift (its notional is the equity), so a full long held
+throughout earns exactly ``close[k] / close[k - 1] - 1`` after its entry.
 
-    g = open[k] / close[k - 1] - 1                 # gap: previous close -> this open
-    r = close[k] / open[k] - 1                     # this open -> this close
-    c = (fee_bps + slippage_bps) / 10_000          # cost rate per unit of notional traded
+With ``prev = held[k - 1]`` (``held[0] = 0``), all fractions of the equity::
 
-    gap_factor   = 1 + prev * g                    # previous position marked to the open
-    close_factor = 1 - c * closed                  # exit order (bought/sold back)
-    open_factor  = 1 - c * opened                  # entry order
-    hold_factor  = 1 + held[k] * r                 # new position marked to the close
+    R = close[k - 1] / open[k - 1]; G = open[k] / close[k - 1]; r = close[k] / open[k]
+    f = prev * R / (1 + prev * (R - 1))           # prev's fraction at the previous close
+    gap_factor = 1 + f * (G - 1)                  # previous close -> this open
+    d = f * G / gap_factor                        # drifted fraction at this open
+    turnover = |held - d| / (1 + c * sign(held - d) * held)   # notional traded
+    cost  = c * turnover                          # paid out of the equity at the open
+    hold_factor = 1 + held * r                    # new holding marked to the close
 
     gross[k] = gap_factor * hold_factor - 1
-    cost[k]  = 1 - close_factor * open_factor
-    net[k]   = gap_factor * close_factor * open_factor * hold_factor - 1
+    net[k]   = gap_factor * (1 - cost) * hold_factor - 1
              # so (1 + net) = (1 + gross) * (1 - cost) exactly
-    equity[k] = prod_{i <= k} (1 + net[i])         # compounded from 1.0 before bar 1
+    equity[k] = prod_{i <= k} (1 + net[i])        # compounded from 1.0 before bar 1
 
-``closed``/``opened`` split the fill ``|held[k] - prev|``: moving within one side (or from
-or to flat) is one order, ``closed = max(|prev| - |held|, 0)``, ``opened = max(|held| -
-|prev|, 0)``, so ``cost = c * |held - prev|``; a sign flip is two orders, first
-``closed = |prev|`` then ``opened = |held|``, each charged on the equity at that moment, so
-``cost = c * |Δ| - c² * |prev| * |held|``. Costs are fractions of the equity at the open.
-The close-to-close return of bar ``k`` is thus the gap at the old position, the fill, then
-the open-to-close move at the new position, compounded; positions are fractions of equity
-re-marked at each open and close (a position of 1 held throughout earns exactly
-``close[k] / close[k - 1] - 1``; a short or fractional position is a constant fraction of
-equity over each segment, not a fixed number of units, and that re-marking is not charged).
+``turnover`` solves ``traded = |held * (1 - c * traded) - d|``: the target is a fraction of
+the equity after the order, so entering a long of 1 buys ``1 / (1 + c)`` of the equity at
+the open. A sign flip is one order through zero; it is accounted as selling ``|d|``
+(factor ``1 - c * |d|``, which closes the trade) then opening ``|held|`` of what is left
+(factor ``1 / (1 + c * |held|)``), which is the same cost. A short whose price more than
+doubles within a holding period leaves no equity: that is an error, not a number.
+(Before issue 7 the fraction was re-marked to its target at every open and close for free,
+and entries paid ``c`` on the pre-cost equity.)
 
 Trades
 ------
@@ -91,7 +95,8 @@ class BacktestResult:
     open_time: pd.DatetimeIndex
     """Open time of each result bar (bars 1 … n - 1 of the input)."""
     position: np.ndarray
-    """Position held from the bar's open to its close (after long-only clipping)."""
+    """Target fraction of equity held from the bar's open fill (after long-only clipping);
+    the holding drifts from it until the next open."""
     gross_returns: np.ndarray
     costs: np.ndarray
     """Cost of the bar's fill as a fraction of the equity at its open."""
@@ -100,7 +105,8 @@ class BacktestResult:
     equity: np.ndarray
     """Equity after each bar, compounded from 1.0."""
     turnover: np.ndarray
-    """``|position[k] - position[k - 1]|`` (position before bar 1 is 0)."""
+    """Notional traded at the bar's open as a fraction of the equity at that open: the
+    change of target plus the rebalancing of the drift (``cost = c * turnover``)."""
     trades: pd.DataFrame
     """One row per trade, columns ``TRADE_COLUMNS``."""
     pending_position: float
@@ -195,47 +201,68 @@ def run_backtest(
         raise BacktestError(f"fee_bps must be finite and >= 0, got {fee_bps}")
     if not (np.isfinite(slippage_bps) and slippage_bps >= 0):
         raise BacktestError(f"slippage_bps must be finite and >= 0, got {slippage_bps}")
+    if not fee_bps + slippage_bps < 10_000.0:
+        raise BacktestError(
+            f"fee_bps + slippage_bps must be < 10000 (a cost under 100 % of the notional), "
+            f"got {fee_bps + slippage_bps}"
+        )
     if long_only:
         w = np.clip(w, 0.0, 1.0)
     c = (float(fee_bps) + float(slippage_bps)) / 10_000.0
 
-    # s[j] is the position before result bar j, s[j + 1] the position during it.
+    # s[i] is the target held during input bar i (s[0] = 0: nothing before the first fill);
+    # result bar j is input bar j + 1 and holds held[j] = s[j + 1].
     # (In-place arithmetic: at 1M bars each fresh temporary costs about as much as the op.)
     s = np.empty(n)
     s[0] = 0.0
     s[1:] = w[:-1]
-    prev, held = s[:-1], s[1:]
-    abs_s = np.abs(s)
-    abs_prev, abs_held = abs_s[:-1], abs_s[1:]
+    held = s[1:]
+
+    # Each input bar's holding from its fill at the open to the close: equity growth
+    # ``hold`` and the holding's notional over the equity at the fill, ``value``.
+    value = np.divide(cl, o)
+    hold = np.subtract(value, 1.0)
+    hold *= s
+    hold += 1.0
+    value *= s
+    _require_solvent(hold, index, "close")
+    # Drift: the fraction of equity at the previous close, carried through the gap.
+    frac = np.divide(value[:-1], hold[:-1])  # fraction at the close before each result bar
+    gap_move = np.divide(o[1:], cl[:-1])
+    gap_factor = np.subtract(gap_move, 1.0)
+    gap_factor *= frac
+    gap_factor += 1.0
+    _require_solvent(np.concatenate(([1.0], gap_factor)), index, "open")
+    drifted = np.multiply(frac, gap_move, out=frac)  # fraction at the open, before the fill
+    drifted /= gap_factor
+    hold_factor = hold[1:]
+
+    # The order from `drifted` to `held`, its cost paid out of the equity it leaves:
+    # turnover = |held - drifted| / (1 + c * sign(held - drifted) * held).
+    step = np.subtract(held, drifted)
+    turnover = np.multiply(np.sign(step), held)
+    turnover *= c
+    turnover += 1.0
+    np.divide(np.abs(step, out=step), turnover, out=turnover)
+    # Split into the part of the fill that belongs to the trade being closed (exit or
+    # flip: selling |drifted|) and the rest (the new trade's entry, or a resize).
     sign = np.sign(s)
     flip = sign[:-1] != sign[1:]
     flip &= sign[:-1] != 0
+    exit_ = flip.copy()
     flip &= sign[1:] != 0
-
-    # closed = max(|prev| - |held|, 0), opened = max(|held| - |prev|, 0); a flip closes
-    # all of |prev| and opens all of |held|.
-    delta = np.subtract(abs_held, abs_prev)
-    turnover = np.abs(np.subtract(held, prev))
-    opened = np.maximum(delta, 0.0)
-    closed = np.negative(delta, out=delta)
-    np.maximum(closed, 0.0, out=closed)
-    np.copyto(closed, abs_prev, where=flip)
-    np.copyto(opened, abs_held, where=flip)
-
-    gap_factor = np.divide(o[1:], cl[:-1])
-    gap_factor -= 1.0
-    gap_factor *= prev
-    gap_factor += 1.0
-    hold_factor = np.divide(cl[1:], o[1:])
-    hold_factor -= 1.0
-    hold_factor *= held
-    hold_factor += 1.0
-    close_factor = closed  # reused in place: 1 - c * closed
+    close_factor = np.abs(drifted)
     close_factor *= -c
     close_factor += 1.0
-    open_factor = opened
-    open_factor *= -c
+    np.copyto(close_factor, 1.0, where=~exit_)
+    open_factor = np.multiply(turnover, -c)
     open_factor += 1.0
+    entry_after_flip = np.abs(held)
+    entry_after_flip *= c
+    entry_after_flip += 1.0
+    np.divide(1.0, entry_after_flip, out=entry_after_flip)
+    np.copyto(open_factor, entry_after_flip, where=flip)
+    np.copyto(open_factor, 1.0, where=exit_ & ~flip)
 
     # a: factors that belong to the position held before the fill; b: to the new one.
     a = np.multiply(gap_factor, close_factor)
@@ -267,6 +294,16 @@ def run_backtest(
         bar_open=o,
         bar_close=cl,
     )
+
+
+def _require_solvent(factors: np.ndarray, index: pd.DatetimeIndex, when: str) -> None:
+    """A short through a price that more than doubles (or a long through a price of zero)
+    leaves no equity to hold a fraction of: there is no honest number after that."""
+    bad = factors <= 0.0
+    if bad.any():
+        raise BacktestError(
+            f"the position lost all the equity by the {when}: {_first_bad(bad, index)}"
+        )
 
 
 def _trades(sign: np.ndarray, a: np.ndarray, b: np.ndarray, out_time: pd.DatetimeIndex):

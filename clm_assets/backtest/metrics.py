@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from statistics import NormalDist
 from types import ModuleType
 from typing import Any
 
@@ -162,6 +163,79 @@ def probabilistic_sharpe_ratio(
         return None
     z = (sr - sr_benchmark) * math.sqrt(n - 1) / math.sqrt(radicand)
     return float(sps.norm.cdf(z))
+
+
+EULER_GAMMA = 0.5772156649015329
+
+
+@functools.cache
+def expected_max_sharpe(n_trials: int) -> float:
+    """Expected maximum of ``n_trials`` independent standard normal Sharpe estimates, in
+    units of their standard deviation (Bailey & López de Prado 2014, eq. for ``E[max]``):
+
+    ``(1 - γ) Φ⁻¹(1 - 1/N) + γ Φ⁻¹(1 - 1/(N e))`` with γ the Euler-Mascheroni constant.
+
+    One trial selects nothing, so its expected maximum is its mean, 0.
+    """
+    if isinstance(n_trials, bool) or int(n_trials) != n_trials or n_trials < 1:
+        raise MetricsError(f"n_trials must be an int >= 1, got {n_trials!r}")
+    if n_trials == 1:
+        return 0.0
+    n, z = float(n_trials), NormalDist()
+    return (1 - EULER_GAMMA) * z.inv_cdf(1 - 1 / n) + EULER_GAMMA * z.inv_cdf(1 - 1 / (n * math.e))
+
+
+def null_sharpe_variance(n_bars: int) -> float | None:
+    """Variance of the per-bar Sharpe estimator when the true Sharpe is 0:
+    ``(1 - γ3·SR + (γ4 - 1)/4·SR²) / (T - 1)`` at ``SR = 0`` is ``1 / (T - 1)``, whatever the
+    skewness and kurtosis. None below 2 bars."""
+    return None if n_bars < 2 else 1.0 / (n_bars - 1)
+
+
+def deflated_sharpe_ratio(
+    returns: Any, n_trials: int, sr_variance: float | None = None
+) -> float | None:
+    """Deflated Sharpe Ratio (Bailey & López de Prado 2014): the PSR of ``returns`` against
+    the Sharpe the best of ``n_trials`` no-skill strategies would show by luck,
+
+    ``SR0 = sqrt(V) · expected_max_sharpe(N)``,  ``DSR = PSR(SR0)``
+
+    with ``V`` the variance of the trials' per-bar Sharpe estimates; by default the null
+    variance ``1 / (T - 1)`` of this record's own length (``null_sharpe_variance``). The
+    PSR is ``probabilistic_sharpe_ratio``'s with the paper's sample moments, computed
+    with numpy (the power study calls this ~10⁵ times). None where the PSR is undefined
+    (constant returns, fewer than 2 bars, a non-positive radicand).
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    n = len(r)
+    variance = null_sharpe_variance(n) if sr_variance is None else float(sr_variance)
+    if variance is None:
+        return None
+    if not (math.isfinite(variance) and variance >= 0):
+        raise MetricsError(f"sr_variance must be finite and >= 0, got {sr_variance}")
+    sr = per_bar_sharpe(r)
+    if sr is None:
+        return None
+    centred = r - r.mean()
+    m2 = float(np.mean(centred**2))
+    skew = float(np.mean(centred**3)) / m2**1.5
+    kurt = float(np.mean(centred**4)) / m2**2
+    radicand = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr**2
+    if not (math.isfinite(radicand) and radicand > 0):
+        return None
+    sr0 = math.sqrt(variance) * expected_max_sharpe(n_trials)
+    return NormalDist().cdf((sr - sr0) * math.sqrt(n - 1) / math.sqrt(radicand))
+
+
+def max_drawdown_of(returns: Any) -> float:
+    """Worst ``equity / running peak - 1`` of compounded returns, equity starting at 1.0
+    (quantstats' ``max_drawdown`` convention, computed with numpy: no index needed); 0.0 for
+    an empty series."""
+    r = np.asarray(returns, dtype=np.float64)
+    if len(r) == 0:
+        return 0.0
+    equity = np.concatenate(([1.0], np.cumprod(1.0 + r)))
+    return float(np.min(equity / np.maximum.accumulate(equity) - 1.0))
 
 
 # --------------------------------------------------------------------------- return metrics

@@ -17,8 +17,7 @@ import pandas as pd
 from clm_assets.backtest.engine import BacktestResult, run_backtest
 from clm_assets.backtest.metrics import buy_and_hold, metrics_table
 from clm_assets.features.schema import KEY_COLUMNS
-from clm_assets.registry.decisions import AUTOMATIC_ACTIONS
-from clm_assets.registry.promotion import history
+from clm_assets.models.artifact import ModelArtifact
 from clm_assets.storage.duckdb_store import DuckDBStore, SliceCell, TableSlice
 from clm_assets.storage.models import read_model
 
@@ -48,6 +47,7 @@ def walk_forward(
     store: DuckDBStore,
     symbol: str,
     interval: str,
+    decisions: pd.DataFrame,
     as_of_end: dict[pd.Timestamp, pd.Timestamp],
     *,
     context: pd.Timedelta,
@@ -55,14 +55,22 @@ def walk_forward(
     slippage_bps: float = 0.0,
     long_only: bool = False,
 ) -> WalkForward:
-    """Stitch the champions of the recorded automatic decisions of ``symbol``.
+    """Stitch the champions chosen by ``decisions``, the automatic decisions of ``symbol``.
 
+    ``decisions`` has one row per decided as-of with the columns of
+    ``registry.promotion.history``: ``as_of`` and the champion after the decision
+    (``champion_family``, ``champion_as_of``, ``champion_version``; null: flat). The caller
+    reads them from the registry, so the backtest package does not depend on it.
     ``as_of_end`` maps each decided as-of (partition start) to its end, the decision time.
+    Each champion is traded from its stored bytes, which must still be the version decided.
     """
-    with store.connect() as conn:
-        decisions = history(conn, symbol)
-    decisions = decisions[decisions["action"].isin(AUTOMATIC_ACTIONS)]
-    decisions = decisions.sort_values(["as_of", "seq"]).drop_duplicates("as_of", keep="last")
+    decisions = decisions.sort_values("as_of")
+    repeated = decisions["as_of"][decisions["as_of"].duplicated()]
+    if len(repeated):
+        raise WalkForwardError(
+            f"{symbol}: more than one decision for as-of {repeated.iloc[0]}; pass one "
+            "automatic decision per as-of"
+        )
     if len(decisions) < 2:
         raise WalkForwardError(
             f"{symbol}: a walk-forward needs at least two recorded decisions, found "
@@ -78,7 +86,7 @@ def walk_forward(
             times = _bars(store, symbol, start, end)["open_time"]
             positions.append(pd.DataFrame({"open_time": times, "position": 0.0}))
         else:
-            artifact = read_model(store, row["champion_family"], symbol, row["champion_as_of"])
+            artifact = _decided_model(store, symbol, row)
             label = f"{artifact.family}@{artifact.as_of:%Y-%m-%d} ({artifact.version})"
             features = _features(store, symbol, start - context, end)
             predicted = artifact.load().predict(features)
@@ -105,6 +113,21 @@ def walk_forward(
     return WalkForward(
         symbol, segments, result, buy_and_hold(result), metrics_table(result, interval)
     )
+
+
+def _decided_model(store: DuckDBStore, symbol: str, row: pd.Series) -> ModelArtifact:
+    """The stored model a decision chose, refused when its bytes are now another version
+    (the slot was re-trained since): trading those would credit the decision with a model
+    it never saw."""
+    family, as_of, decided = row["champion_family"], row["champion_as_of"], row["champion_version"]
+    artifact = read_model(store, family, symbol, as_of)
+    if artifact.version != decided:
+        raise WalkForwardError(
+            f"{symbol}: the decision of as-of {row['as_of']:%Y-%m-%d %H:%M} chose {family}@"
+            f"{as_of:%Y-%m-%d %H:%M} version {decided}, but the stored model is now version "
+            f"{artifact.version} (re-trained since); re-run promotion from that as-of"
+        )
+    return artifact
 
 
 def _cell(schema: str, table: str, symbol: str, column: str, start, end) -> TableSlice:

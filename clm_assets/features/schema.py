@@ -19,6 +19,10 @@ LABEL_RETURN = "label_fwd_return"
 bars it needs do not exist yet."""
 LABEL_SIGN = "label_sign"
 """Sign of ``LABEL_RETURN`` (-1, 0, 1), null where the return is null."""
+LABEL_HORIZON = "label_horizon"
+"""Bars ahead the labels look (the same on every row): stored with the features so that a
+model trained or evaluated on them can refuse a horizon other than its own. A setting
+recorded with the labels, not a target."""
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
@@ -26,4 +30,5 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def label_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c.startswith(LABEL_PREFIX)]
+    """The targets (``LABEL_HORIZON`` shares the prefix but is not one)."""
+    return [c for c in frame.columns if c.startswith(LABEL_PREFIX) and c != LABEL_HORIZON]

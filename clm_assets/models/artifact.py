@@ -22,6 +22,10 @@ class ModelArtifact:
     blob: bytes
     card: ModelCard
     code_version: str
+    train_seconds: float | None = None
+    """Wall-clock seconds the fit took. Kept beside the bytes, not in them: the version is
+    the hash of the bytes and must be the same for the same data, params and seed. None
+    when not measured (an artifact built from bytes alone), never a made-up number."""
 
     @property
     def sha256(self) -> str:

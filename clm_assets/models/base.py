@@ -3,17 +3,24 @@
 A model is fitted on a features frame (see ``clm_assets.features.schema``), predicts a
 target position in [-1, 1] per bar with the raw score behind it, and serialises to bytes
 that carry its ``ModelCard``. Nothing here knows about Dagster or DuckDB.
+
+The bytes are a function of data, params, seed and code only (invariant 6): a model's
+version is the hash of its bytes, and the registry keeps a decided status (the champion)
+only for the same version, so a wall-clock value inside them would make every retraining
+dethrone the champion. Timings therefore live outside the card (``TradingModel.train_seconds``).
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import struct
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib import metadata as importlib_metadata
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import pandas as pd
 
@@ -26,7 +33,8 @@ class ModelError(RuntimeError):
 
 @dataclass
 class ModelCard:
-    """Lineage and training facts of one fitted model; travels inside its bytes."""
+    """Lineage and training facts of one fitted model; travels inside its bytes, so it
+    holds only what data, params, seed and code determine (no timing, no clock)."""
 
     family: str
     params: dict[str, Any]
@@ -36,9 +44,13 @@ class ModelCard:
     train_start: str
     train_end: str
     rows: int
+    """Rows the model was fitted on."""
+    rows_unlabeled: int
+    """Rows of the training window left out because their label is not known (null): a
+    count a user can compare with ``rows``, rather than rows that vanish silently. 0 for
+    families that do not read the labels (the neural forecasters)."""
     data_hash: str
     library_versions: dict[str, str]
-    train_seconds: float = 0.0
     loss_curve: list[float] = field(default_factory=list)
     top_features: dict[str, float] = field(default_factory=dict)
 
@@ -47,7 +59,18 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
-        return cls(**json.loads(text))
+        values = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        required = {
+            f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+        }
+        extra, missing = sorted(set(values) - known), sorted(required - set(values))
+        if extra or missing:
+            raise ModelError(
+                f"model card does not match this clm version (unknown fields {extra}, missing "
+                f"{missing}): the model was stored by another version; re-materialize it"
+            )
+        return cls(**values)
 
 
 def data_hash(frame: pd.DataFrame, columns: list[str]) -> str:
@@ -60,8 +83,17 @@ def library_versions(*packages: str) -> dict[str, str]:
     return {p: importlib_metadata.version(p) for p in ("numpy", "pandas", *packages)}
 
 
-def training_matrix(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Rows usable for supervised training and the feature columns, or a clear error.
+class TrainingMatrix(NamedTuple):
+    rows: pd.DataFrame
+    """Rows with a known label."""
+    features: list[str]
+    unlabeled: int
+    """Rows dropped because their label is null (recorded as ``card.rows_unlabeled``)."""
+
+
+def training_matrix(frame: pd.DataFrame) -> TrainingMatrix:
+    """Rows usable for supervised training, the feature columns and how many rows were
+    dropped for a missing label, or a clear error.
 
     Rows whose label is still pending (null) are dropped: their future is unknown.
     """
@@ -75,7 +107,23 @@ def training_matrix(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     constant = usable[features].nunique() <= 1
     if len(usable) and constant.all():
         raise ModelError("all features are constant: nothing to learn from")
-    return usable, features
+    return TrainingMatrix(usable, features, len(frame) - len(usable))
+
+
+def check_param_names(family: str, params: Mapping[str, Any], allowed: Mapping[str, Any]) -> None:
+    """Refuse a parameter the family does not define: the libraries ignore unknown keys
+    (``max_dept`` trains with the default depth), yet the card would record it as used."""
+    unknown = sorted(set(params) - set(allowed))
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, list(allowed), n=1)
+        hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    raise ModelError(
+        f"{family}: unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+        f"allowed: {', '.join(sorted(allowed))}"
+    )
 
 
 class TradingModel(ABC):
@@ -84,9 +132,14 @@ class TradingModel(ABC):
     family: ClassVar[str]
 
     def __init__(self, params: dict[str, Any] | None = None, seed: int = 0) -> None:
-        self.params = {**self.default_params(), **(params or {})}
+        defaults = self.default_params()
+        check_param_names(self.family, params or {}, defaults)
+        self.params = {**defaults, **(params or {})}
         self.seed = seed
         self.card: ModelCard | None = None
+        self.train_seconds: float | None = None
+        """Wall-clock seconds of the last ``fit``; not in the bytes (they must not vary
+        between two fits), so None on a model loaded from bytes."""
 
     @classmethod
     @abstractmethod

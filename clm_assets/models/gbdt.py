@@ -9,7 +9,8 @@ Contract, shared by both families (:class:`GBDTModel`):
   of those only rows with ``label_sign != 0``: a bar whose forward return is exactly zero has
   no direction, so it is neither "up" nor "down" evidence; counting it as "down" would bias
   the classifier toward shorting flat markets. The dropped rows are not hashed, not counted
-  in ``card.rows`` and do not set ``train_start`` / ``train_end``.
+  in ``card.rows`` and do not set ``train_start`` / ``train_end``; rows dropped for a null
+  label are counted in ``card.rows_unlabeled``.
 * Fitting needs at least :data:`MIN_TRAIN_ROWS` such rows, both classes present and finite
   features (NaN and constant features are refused by ``training_matrix``; +/-inf here).
   Anything else raises :class:`ModelError`; nothing is ever substituted.
@@ -21,8 +22,9 @@ Contract, shared by both families (:class:`GBDTModel`):
 * ``seed`` is the only source of randomness (row/column subsampling); the same data, params
   and seed give the same booster bytes. Pass it as ``seed=``, not inside ``params``.
 * ``params`` holds the library's own parameter names plus ``n_estimators`` (boosting
-  rounds); everything in it is recorded on the card and used again after a bytes round trip
-  (thread count included).
+  rounds), limited to the names in ``default_params`` (the libraries ignore a misspelled
+  key, so it is refused); everything in it is recorded on the card and used again after a
+  bytes round trip (thread count included).
 """
 
 from __future__ import annotations
@@ -66,10 +68,11 @@ class GBDTModel(TradingModel):
     """pip name of the library, recorded in ``card.library_versions``."""
 
     def __init__(self, params: dict[str, Any] | None = None, seed: int = 0) -> None:
-        super().__init__(params, seed)
-        clash = [k for k in _SEED_KEYS if k in self.params]
+        # before the unknown-name check, which would only say "unknown parameter 'seed'"
+        clash = [k for k in _SEED_KEYS if k in (params or {})]
         if clash:
             raise ModelError(f"{self.family}: pass the seed as seed=, not params {clash}")
+        super().__init__(params, seed)
         rounds = self.params.get("n_estimators")
         if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
             raise ModelError(f"{self.family}: n_estimators must be an int >= 1, got {rounds!r}")
@@ -95,7 +98,7 @@ class GBDTModel(TradingModel):
             raise ModelError(f"{self.family}: horizon must be an int >= 1, got {horizon!r}")
         if "open_time" not in frame.columns:
             raise ModelError(f"{self.family}: training frame has no 'open_time' column")
-        usable, features = training_matrix(frame)
+        usable, features, unlabeled = training_matrix(frame)
         usable = usable[usable[LABEL_SIGN] != 0]
         if len(usable) < MIN_TRAIN_ROWS:
             raise ModelError(
@@ -120,7 +123,7 @@ class GBDTModel(TradingModel):
 
         started = time.perf_counter()
         booster, loss_curve, gain = self._train(x, y, features)
-        train_seconds = time.perf_counter() - started
+        self.train_seconds = time.perf_counter() - started
         self._booster = booster
 
         open_time = pd.to_datetime(usable["open_time"])
@@ -133,9 +136,9 @@ class GBDTModel(TradingModel):
             train_start=open_time.min().isoformat(),
             train_end=open_time.max().isoformat(),
             rows=len(usable),
+            rows_unlabeled=unlabeled,
             data_hash=data_hash(usable, [*features, LABEL_RETURN, LABEL_SIGN]),
             library_versions=library_versions(self.library),
-            train_seconds=round(train_seconds, 4),
             loss_curve=[float(v) for v in loss_curve],
             top_features=_top_features(gain, features),
         )

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import math
 import os
 import shutil
+import struct
 import tarfile
 import tempfile
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,6 +40,7 @@ from clm_assets.models.base import (
     data_hash,
     library_versions,
 )
+from clm_assets.models.tarball import pack_directory
 
 _TRAINER_KWARGS: dict[str, Any] = {
     "accelerator": "cpu",
@@ -263,6 +267,7 @@ class NeuralForecastModel(TradingModel):
             raise ModelError(f"{self.family}: training produced no finite loss curve")
 
         self._nf = nf
+        self.train_seconds = seconds
         self.card = ModelCard(
             family=self.family,
             params={**self.params, "scale": scale},
@@ -272,9 +277,9 @@ class NeuralForecastModel(TradingModel):
             train_start=pd.Timestamp(train["open_time"].min()).isoformat(),
             train_end=pd.Timestamp(train["open_time"].max()).isoformat(),
             rows=len(train),
+            rows_unlabeled=0,  # labels are not read: the target is the close's log return
             data_hash=data_hash(train, ["_id", "open_time", "_close", *exog]),
             library_versions=library_versions("neuralforecast", "torch", "pytorch-lightning"),
-            train_seconds=round(seconds, 3),
             loss_curve=loss_curve,
         )
         return self.card
@@ -353,10 +358,9 @@ class NeuralForecastModel(TradingModel):
         try:
             with _quiet():
                 self._nf.save(tmp, save_dataset=False, overwrite=True)
-            buffer = io.BytesIO()
-            with tarfile.open(fileobj=buffer, mode="w") as tar:
-                tar.add(tmp, arcname=".")
-            return buffer.getvalue()
+            for weights in Path(tmp).rglob("*.safetensors"):
+                _canonical_safetensors(weights)
+            return pack_directory(Path(tmp), compress=False)
         except Exception as exc:
             raise ModelError(
                 f"{self.family}: saving the neuralforecast model failed: {exc}"
@@ -382,9 +386,29 @@ class NeuralForecastModel(TradingModel):
             shutil.rmtree(tmp, ignore_errors=True)
         for model in nf.models:
             model.trainer_kwargs.update(_TRAINER_KWARGS)
-        instance = cls(params=card.params, seed=card.seed)
+        defaults = cls.default_params()  # the card adds what fit learned ("scale")
+        instance = cls(
+            params={k: v for k, v in card.params.items() if k in defaults}, seed=card.seed
+        )
         instance._nf = nf
         return instance
+
+
+def _canonical_safetensors(path: Path) -> None:
+    """Rewrite a ``.safetensors`` header with sorted keys, in place.
+
+    The safetensors writer keeps its ``__metadata__`` (neuralforecast's hyper-parameters) in
+    a Rust hash map, so two saves of the same weights order it differently from one process
+    to the next and the bytes differ. The header is JSON in which tensors are addressed by
+    offsets into the data that follows, so re-serializing it sorted (padded with spaces to
+    8 bytes, as the format asks) leaves every tensor where it was.
+    """
+    raw = path.read_bytes()
+    (size,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + size :])
 
 
 class NHITSModel(NeuralForecastModel):

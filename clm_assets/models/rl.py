@@ -18,9 +18,9 @@ Contract:
   running mean over the last ``metrics_num_episodes_for_smoothing`` = 100 episodes, in return
   units, higher is better); ``params["train_total_loss"]`` is the learner's PPO total loss per
   iteration. ``train_batch_size >= window`` is enforced so every iteration ends an episode.
-  ``card.train_seconds`` is the whole Ray part of ``fit`` (RLlib import on first use, Ray
-  start, build, training, checkpoint, shutdown). ``fit`` sets ``RAY_USAGE_STATS_ENABLED=0``
-  when it is unset.
+  ``train_seconds`` (on the model, not in the bytes) is the whole Ray part of ``fit``
+  (RLlib import on first use, Ray start, build, training, checkpoint, shutdown). ``fit``
+  sets ``RAY_USAGE_STATS_ENABLED=0`` when it is unset.
 * ``predict`` restores the RLModule from the bytes WITHOUT Ray and acts greedily (argmax of
   the action logits). The observation carries the position held, so positions are rolled
   forward bar by bar per series (flat at the first bar); because that position is one of
@@ -28,10 +28,12 @@ Contract:
   roll is plain indexing. ``score = P(long) - P(short)`` of the policy at the rolled
   position. A row with a NaN/inf feature gets null ``score`` and ``position`` and the
   position after it is flat.
-* ``payload`` is a tar.gz of the checkpoint. By default (``checkpoint="module"``) only the
-  RLModule part (``learner_group/learner/rl_module``: weights and spaces) is packed; the
-  full algorithm checkpoint (``checkpoint="full"``) also holds optimizer and env-runner state
-  and pickles the env config, i.e. the whole training matrix, four times over.
+* ``payload`` is a reproducible tar.gz (:mod:`clm_assets.models.tarball`) of the RLModule
+  part of the checkpoint (``learner_group/learner/rl_module``: weights and spaces), all that
+  inference needs. The rest of an algorithm checkpoint is not kept: besides optimizer and
+  env-runner state (and the env config, i.e. the training matrix, pickled four times) it
+  holds RLlib's metrics with their wall-clock timers, so its bytes, and with them the
+  version, would differ on every fit of the same data and seed.
 """
 
 from __future__ import annotations
@@ -91,14 +93,9 @@ class PPOModel(TradingModel):
             "fee": 0.001,
             "clip": 10.0,
             "num_cpus": 2,
-            "checkpoint": "module",
         }
 
     def __init__(self, params: dict[str, Any] | None = None, seed: int = 0) -> None:
-        known = self.default_params()
-        unknown = sorted(set(params or {}) - set(known))
-        if unknown:
-            raise ModelError(f"ppo: unknown params {unknown}; known: {sorted(known)}")
         super().__init__(params, seed)
         self.seed = int(seed)
         p = self.params
@@ -113,8 +110,6 @@ class PPOModel(TradingModel):
             )
         if p["minibatch_size"] > p["train_batch_size"]:
             raise ModelError("ppo: minibatch_size must be <= train_batch_size")
-        if p["checkpoint"] not in ("module", "full"):
-            raise ModelError(f"ppo: checkpoint must be 'module' or 'full', not {p['checkpoint']!r}")
         if not (isinstance(p["fee"], int | float) and p["fee"] >= 0):
             raise ModelError(f"ppo: fee must be a number >= 0, got {p['fee']!r}")
         if not isinstance(p["num_cpus"], int) or not 1 <= p["num_cpus"] <= 2:
@@ -133,7 +128,7 @@ class PPOModel(TradingModel):
         for column in ("open_time", PRICE_COLUMN):
             if column not in frame.columns:
                 raise ModelError(f"ppo: training frame has no {column!r} column")
-        usable, features = training_matrix(frame)
+        usable, features, unlabeled = training_matrix(frame)
         usable = _ordered(usable)
         x = _float_matrix(usable, features)
         if not np.isfinite(x).all():
@@ -167,7 +162,7 @@ class PPOModel(TradingModel):
 
         started = time.perf_counter()
         blob, returns, losses = self._train(env_config)
-        train_seconds = time.perf_counter() - started
+        self.train_seconds = time.perf_counter() - started
         self._blob = blob
         self._module = None
 
@@ -188,9 +183,9 @@ class PPOModel(TradingModel):
             train_start=open_time.min().isoformat(),
             train_end=open_time.max().isoformat(),
             rows=len(usable),
+            rows_unlabeled=unlabeled,
             data_hash=data_hash(usable, [*features, PRICE_COLUMN]),
             library_versions=library_versions("ray", "torch", "gymnasium"),
-            train_seconds=round(train_seconds, 4),
             loss_curve=returns,
         )
         return self.card
@@ -254,7 +249,7 @@ class PPOModel(TradingModel):
                 losses.append(loss)
             checkpoint = Path(session.temp_dir) / "checkpoint"
             algo.save_to_path(str(checkpoint))
-            blob = pack_checkpoint(checkpoint, full=p["checkpoint"] == "full")
+            blob = pack_checkpoint(checkpoint)
         except ModelError:
             raise
         except Exception as exc:

@@ -1,14 +1,13 @@
-"""RLlib checkpoints as bytes: pack a saved checkpoint into a deterministic tar.gz, and
+"""RLlib checkpoints as bytes: pack the RLModule part of a saved checkpoint
+(``learner_group/learner/rl_module``: weights and spaces) into a reproducible tar.gz, and
 restore the RLModule from those bytes without Ray running.
 
-By default only the RLModule part (``learner_group/learner/rl_module``: weights and
-spaces) is packed; the full algorithm checkpoint also holds optimizer and env-runner state.
-:func:`restore_module` reads either layout.
+The rest of an algorithm checkpoint is left out: it holds RLlib's metrics with wall-clock
+timers, which would make two fits of the same data and seed differ in bytes and version.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import shutil
 import tarfile
@@ -18,6 +17,7 @@ from typing import Any
 
 from clm_assets.models.base import ModelError
 from clm_assets.models.ray_session import QuietLoggers
+from clm_assets.models.tarball import pack_directory
 
 MODULE_SUBDIR = "learner_group/learner/rl_module/default_policy"
 """Where ``algo.save_to_path`` puts the single-agent RLModule inside a checkpoint."""
@@ -25,12 +25,12 @@ PACKED_MODULE_ROOT = "learner_group/learner/rl_module"
 """The directory packed when only the RLModule is kept."""
 
 
-def pack_checkpoint(checkpoint: Path, *, full: bool) -> bytes:
-    """tar.gz of a checkpoint saved by ``algo.save_to_path``: the whole directory when
-    ``full``, else only its RLModule part (:data:`PACKED_MODULE_ROOT`)."""
+def pack_checkpoint(checkpoint: Path) -> bytes:
+    """tar.gz of the RLModule part (:data:`PACKED_MODULE_ROOT`) of a checkpoint saved by
+    ``algo.save_to_path``."""
     if not (checkpoint / MODULE_SUBDIR).is_dir():
         raise ModelError(f"ppo: checkpoint has no RLModule at {MODULE_SUBDIR}")
-    return _pack(checkpoint if full else checkpoint / PACKED_MODULE_ROOT)
+    return pack_directory(checkpoint / PACKED_MODULE_ROOT, compress=True)
 
 
 def restore_module(blob: bytes) -> Any:
@@ -43,10 +43,8 @@ def restore_module(blob: bytes) -> Any:
     try:
         with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
             tar.extractall(tmp, filter="data")
-        root = Path(tmp)
-        candidates = [root / MODULE_SUBDIR, root / "default_policy"]
-        path = next((c for c in candidates if c.is_dir()), None)
-        if path is None:
+        path = Path(tmp) / "default_policy"
+        if not path.is_dir():
             raise ModelError("ppo: bytes hold no RLModule checkpoint")
         with QuietLoggers("ray", "ray.rllib"):  # RLlib warns about its own deprecated ctor
             module = RLModule.from_checkpoint(str(path))
@@ -58,23 +56,3 @@ def restore_module(blob: bytes) -> Any:
         shutil.rmtree(tmp, ignore_errors=True)
     module.eval()
     return module
-
-
-def _pack(root: Path) -> bytes:
-    """Deterministic tar.gz of a directory (sorted names, zeroed times and owners)."""
-    buf = io.BytesIO()
-    with (
-        gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0) as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-    ):
-        for path in sorted(root.rglob("*")):
-            info = tar.gettarinfo(str(path), arcname=path.relative_to(root).as_posix())
-            info.mtime = 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            if path.is_file():
-                with path.open("rb") as fh:
-                    tar.addfile(info, fh)
-            else:
-                tar.addfile(info)
-    return buf.getvalue()

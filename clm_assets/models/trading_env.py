@@ -152,8 +152,11 @@ class TradingEnv(gym.Env):
         k = features.shape[1]
         high = np.full(k + 1, self.clip, dtype=np.float32)
         high[-1] = max(self.clip, 1.0)
-        self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
-        self.action_space = gym.spaces.Discrete(3)
+        # Seeded, not for any draw (episode starts use the env's ``np_random``, actions the
+        # policy): RLlib pickles copies of these spaces, generators included, into the
+        # checkpoint, and an unseeded generator would put OS entropy into the model bytes.
+        self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32, seed=0)
+        self.action_space = gym.spaces.Discrete(3, seed=0)
         self._t = 0
         self._end = 0
         self._position = 0.0

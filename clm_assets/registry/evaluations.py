@@ -1,9 +1,10 @@
 """``registry.evaluations``: the metrics of each model's evaluation, one row per
 (family, symbol, as-of), replaced when the model is evaluated again.
 
-A row also names the champion ``psr_vs_incumbent`` was computed against, so a later
-manual promotion (``registry.promotion.promote_manual``) can tell whether that comparison
-still concerns the current champion.
+Promotion reads these rows for the windows and versions of each family's record
+(``clm_assets.promotion.scoring``); the paired comparison with the incumbent lives in the
+decision (``registry.promotions``), not here. ``incumbent_*`` columns are set only by a
+caller that computed the evaluation's ``psr_vs_incumbent`` metric against a champion.
 """
 
 from __future__ import annotations

@@ -1,18 +1,20 @@
 """Champion promotion, its record and its undo: ``registry.promotions`` and the
 statuses in ``registry.model_versions``.
 
-Flow for one (symbol, as-of): ``registry.decisions.decide`` gates the evaluated candidates
-(``registry.evaluations``) and picks a champion; :func:`apply` writes the statuses and the
-decision row in one transaction. :func:`rollback` restores the champion before the current
-one, :func:`promote_manual` installs an operator's choice. :func:`champion`,
-:func:`incumbent_for` and :func:`history` read the result.
+Flow for one (symbol, as-of): ``clm_assets.promotion.judge.decide`` gates each family's
+out-of-sample record, judges the incumbent and picks a champion (or retires the incumbent);
+:func:`apply` writes the statuses and the decision row in one transaction.
+:func:`rollback` restores the champion before the current one, :func:`promote_manual`
+installs an operator's choice. :func:`champion`, :func:`incumbent_for` and :func:`history`
+read the result.
 
 The record (invariant 5, "promotion is explainable"):
 
 * Every decision row holds, per candidate family, the full gate report (value, threshold,
   comparator, outcome of each gate) and the metrics it was computed from, plus a
   human-readable reason, the champion after the decision (``champion_*``) and the one
-  before it (``previous_*``). Refusals (``KEPT_INCUMBENT``, ``NO_CHAMPION``) are rows too.
+  before it (``previous_*``). Refusals (``KEPT_INCUMBENT``, ``NO_CHAMPION``) and
+  retirements (``RETIRED_INCUMBENT``) are rows too.
 * ``seq`` orders decisions (``decided_at`` can tie at microsecond resolution).
 
 Statuses in ``registry.model_versions`` (at most one PRODUCTION row per symbol):
@@ -52,13 +54,13 @@ from clm_assets.registry.decisions import (
     AUTOMATIC_ACTIONS,
     MANUAL_PROMOTE,
     PROMOTED,
+    RETIRED_INCUMBENT,
     ROLLBACK,
     ChampionRef,
     Decision,
     RegistryError,
 )
-from clm_assets.registry.evaluations import evaluation
-from clm_assets.registry.gates import Gates, evaluate, finite_or_none
+from clm_assets.registry.gates import GateReport
 from clm_assets.registry.schema import PROMOTION_COLUMNS, ensure_schema
 from clm_assets.registry.versions import CANDIDATE, PRODUCTION, REJECTED, RETIRED
 
@@ -169,24 +171,28 @@ def champion(conn: duckdb.DuckDBPyConnection, symbol: str) -> ChampionRef | None
 def incumbent_for(conn: duckdb.DuckDBPyConnection, symbol: str, as_of: Any) -> ChampionRef | None:
     """The champion the candidates of (``symbol``, ``as_of``) must beat.
 
-    The current champion, unless it was installed by the automatic decision of this very
-    as-of (a re-run): then the champion that decision replaced, so a re-run neither compares
-    a model with itself nor retires the champion it chose.
+    The current champion, unless the automatic decision of this very as-of (a re-run)
+    changed it (PROMOTED a model, or RETIRED_INCUMBENT and left the symbol flat): then the
+    champion that decision replaced, so a re-run neither compares a model with itself nor
+    forgets the incumbent it retired.
     """
     current = champion(conn, symbol)
-    if current is None or not has_table(conn, "promotions"):
+    if not has_table(conn, "promotions"):
         return current
     earlier = _promotion_rows(
         conn,
-        "symbol = ? AND as_of = ? AND action = ?",
-        [symbol, naive(as_of), PROMOTED],
+        "symbol = ? AND as_of = ? AND action IN (?, ?)",
+        [symbol, naive(as_of), PROMOTED, RETIRED_INCUMBENT],
     )
     if earlier:
         row = earlier[-1]
         installed = _ref(
             row["champion_family"], symbol, row["champion_as_of"], row["champion_version"]
         )
-        if installed is not None and installed.same_model(current):
+        changed = (installed is None and current is None) or (
+            installed is not None and installed.same_model(current)
+        )
+        if changed:
             return _ref(
                 row["previous_family"], symbol, row["previous_as_of"], row["previous_version"]
             )
@@ -227,7 +233,8 @@ def apply(conn: duckdb.DuckDBPyConnection, decision: Decision) -> None:
     with atomic(conn):
         ensure_schema(conn)
         (latest,) = conn.execute(
-            "SELECT max(as_of) FROM registry.promotions WHERE symbol = ? AND action IN (?, ?, ?)",
+            "SELECT max(as_of) FROM registry.promotions WHERE symbol = ? "
+            f"AND action IN ({', '.join('?' for _ in AUTOMATIC_ACTIONS)})",
             [symbol, *AUTOMATIC_ACTIONS],
         ).fetchone()
         if latest is not None and utc(latest) > as_of:
@@ -274,7 +281,7 @@ def apply(conn: duckdb.DuckDBPyConnection, decision: Decision) -> None:
 
         conn.execute(
             "DELETE FROM registry.promotions WHERE symbol = ? AND as_of = ? "
-            "AND action IN (?, ?, ?)",
+            f"AND action IN ({', '.join('?' for _ in AUTOMATIC_ACTIONS)})",
             [symbol, naive(as_of), *AUTOMATIC_ACTIONS],
         )
         _insert_decision(conn, decision)
@@ -349,19 +356,16 @@ def promote_manual(
     reason: str,
     *,
     force: bool = False,
-    gates: Gates | None = None,
 ) -> Decision:
     """Install (``family``, ``symbol``, ``as_of``) as champion by an operator's decision.
 
-    The model's evaluation (``registry.evaluations``) must pass ``gates``: its metrics for
-    the metric gates, and for the incumbent gate the ``psr_vs_incumbent`` it recorded,
-    which only counts when it was computed against the current champion (otherwise that
-    gate is not computable and fails: re-evaluate against the current champion). An
-    evaluation of another version than the registered one does not count (every gate is
-    then not computable). ``force=True`` overrides failed gates and is recorded (``forced``
-    column and reason) along with the gate values it overrode.
+    The model must have been judged eligible by the automatic decision of its as-of (the
+    gates of its family's record, as recorded in ``registry.promotions``), for the version
+    the registry holds now, and that decision's paired test must concern the current
+    champion: a judgement against another incumbent, of another version, or no judgement
+    at all does not count. ``force=True`` overrides and is recorded (``forced`` column and
+    reason) along with the gate values it overrode.
     """
-    gates = gates or Gates()
     if not reason or not reason.strip():
         raise RegistryError("a manual promotion needs a reason (it is recorded)")
     as_of = utc(as_of)
@@ -375,43 +379,19 @@ def promote_manual(
         if model.same_model(current):
             raise RegistryError(f"{model.label} is already the champion of {symbol}")
 
-        notes: list[str] = []
-        ev = evaluation(conn, family, symbol, as_of)
-        metrics: dict[str, Any] = {}
-        psr_inc: float | None = None
-        if ev is None:
-            notes.append("no evaluation recorded")
-        elif ev["version"] != model.version:
-            notes.append(
-                f"the evaluation is of version {ev['version']}, the registry holds {model.version}"
-            )
-        else:
-            metrics = ev["metrics"]
-            if current is not None:
-                evaluated_against = _ref(
-                    ev["incumbent_family"], symbol, ev["incumbent_as_of"], ev["incumbent_version"]
-                )
-                if current.same_model(evaluated_against):
-                    psr_inc = finite_or_none(metrics.get("psr_vs_incumbent"))
-                else:
-                    against = (
-                        "no champion" if evaluated_against is None else evaluated_against.label
-                    )
-                    notes.append(
-                        f"psr_vs_incumbent was computed against {against}, the champion is "
-                        f"{current.label}"
-                    )
-        report = evaluate(metrics, psr_inc, current is not None, gates)
+        notes, judged = _judgement(conn, model, current)
+        passed = judged is not None and judged.passed and not notes
         note_text = f" ({'; '.join(notes)})" if notes else ""
-        if not report.passed and not force:
+        summary = "not judged" if judged is None else judged.summary()
+        if not passed and not force:
             raise RegistryError(
-                f"manual promotion of {model.label} refused: {report.summary()}{note_text}. "
+                f"manual promotion of {model.label} refused: {summary}{note_text}. "
                 "Pass force=True to override (it is recorded)."
             )
         verdict = (
-            "passed all gates"
-            if report.passed
-            else f"FORCED past failed gates: {report.summary()}{note_text}"
+            "passed all gates at its decision"
+            if passed
+            else f"FORCED past its judgement: {summary}{note_text}"
         )
         replaces = f"replaces {current.label}" if current else "first champion of the symbol"
         decision = Decision(
@@ -423,18 +403,16 @@ def promote_manual(
             champion=model,
             previous=current,
             reason=f"manual promotion: {reason.strip()}. {model.label} {verdict}; {replaces}.",
-            reports={family: report},
+            reports={} if judged is None else {family: judged},
             gate_reports=json_safe(
                 {
                     family: {
                         "as_of": as_of,
                         "version": model.version,
-                        "eligible": report.passed,
-                        "report": report.as_dict(),
-                        "psr_vs_incumbent": psr_inc,
+                        "eligible": passed,
+                        "report": None if judged is None else judged.as_dict(),
                         "incumbent": None if current is None else current.as_dict(),
                         "notes": notes,
-                        "metrics": metrics,
                     }
                 }
             ),
@@ -444,3 +422,36 @@ def promote_manual(
         _set_status(conn, family, symbol, as_of, PRODUCTION)
         _insert_decision(conn, decision)
     return decision
+
+
+def _judgement(
+    conn: duckdb.DuckDBPyConnection, model: ChampionRef, current: ChampionRef | None
+) -> tuple[list[str], GateReport | None]:
+    """The gate report the automatic decision of ``model``'s as-of recorded for it, and the
+    reasons it does not count now (empty: it counts)."""
+    rows = _promotion_rows(
+        conn,
+        f"symbol = ? AND as_of = ? AND action IN ({', '.join('?' for _ in AUTOMATIC_ACTIONS)})",
+        [model.symbol, naive(model.as_of), *AUTOMATIC_ACTIONS],
+    )
+    if not rows:
+        return ["no automatic decision judged this as-of"], None
+    row = rows[-1]
+    entry = json.loads(row["gate_reports"]).get(model.family)
+    if not entry or not entry.get("report"):
+        return [f"{model.family} was not a candidate of decision {row['decision_id']}"], None
+    judged = GateReport.from_dict(entry["report"])
+    notes = []
+    if entry.get("version") != model.version:
+        notes.append(
+            f"the decision judged version {entry.get('version')}, the registry holds "
+            f"{model.version}"
+        )
+    against = _ref(row["previous_family"], model.symbol, row["previous_as_of"],
+                   row["previous_version"])  # fmt: skip
+    # A refresh of the champion's own family needs no paired test; any other candidate's
+    # paired test must have been against the champion in place now.
+    if current is not None and current.family != model.family and not current.same_model(against):
+        was = "no champion" if against is None else against.label
+        notes.append(f"its paired test was against {was}, the champion is {current.label}")
+    return notes, judged

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS registry.model_versions (
     train_start TIMESTAMP NOT NULL,
     train_end TIMESTAMP NOT NULL,
     rows BIGINT NOT NULL,
+    rows_unlabeled BIGINT NOT NULL,
     feature_count INTEGER NOT NULL,
     horizon INTEGER NOT NULL,
     seed BIGINT NOT NULL,
@@ -43,7 +44,7 @@ CREATE TABLE IF NOT EXISTS registry.model_versions (
     params JSON NOT NULL,
     library_versions JSON NOT NULL,
     code_version VARCHAR NOT NULL,
-    train_seconds DOUBLE NOT NULL,
+    train_seconds DOUBLE,
     registered_at TIMESTAMP NOT NULL,
     PRIMARY KEY (family, symbol, as_of)
 );
@@ -68,30 +69,53 @@ def register(conn: duckdb.DuckDBPyConnection, artifact: ModelArtifact) -> None:
     # Re-training to the same bytes (training is deterministic) keeps the decided status:
     # re-materializing the champion's partition must not silently dethrone it.
     status = same[0][0] if same else TRAINING
+    values = {
+        "family": artifact.family,
+        "symbol": artifact.symbol,
+        "as_of": key[2],
+        "version": artifact.version,
+        "status": status,
+        "model_sha256": artifact.sha256,
+        "size_bytes": len(artifact.blob),
+        "train_start": _naive(pd.Timestamp(card.train_start)),
+        "train_end": _naive(pd.Timestamp(card.train_end)),
+        "rows": card.rows,
+        "rows_unlabeled": card.rows_unlabeled,
+        "feature_count": len(card.feature_columns),
+        "horizon": card.horizon,
+        "seed": card.seed,
+        "data_hash": card.data_hash,
+        "params": json.dumps(card.params, sort_keys=True, default=str),
+        "library_versions": json.dumps(card.library_versions, sort_keys=True),
+        "code_version": artifact.code_version,
+        "train_seconds": artifact.train_seconds,
+        "registered_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+    _require_columns(conn, list(values))
     conn.execute(f"DELETE FROM registry.model_versions {where}", key)
     conn.execute(
-        "INSERT INTO registry.model_versions VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            *key,
-            artifact.version,
-            status,
-            artifact.sha256,
-            len(artifact.blob),
-            _naive(pd.Timestamp(card.train_start)),
-            _naive(pd.Timestamp(card.train_end)),
-            card.rows,
-            len(card.feature_columns),
-            card.horizon,
-            card.seed,
-            card.data_hash,
-            json.dumps(card.params, sort_keys=True, default=str),
-            json.dumps(card.library_versions, sort_keys=True),
-            artifact.code_version,
-            card.train_seconds,
-            datetime.now(UTC).replace(tzinfo=None),
-        ],
+        f"INSERT INTO registry.model_versions ({', '.join(values)}) "
+        f"VALUES ({', '.join('?' * len(values))})",
+        list(values.values()),
     )
+
+
+def _require_columns(conn: duckdb.DuckDBPyConnection, columns: list[str]) -> None:
+    """A table made by an older clm lacks new columns: say so, not a DuckDB binder error."""
+    existing = {
+        name
+        for (name,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'registry' AND table_name = 'model_versions'"
+        ).fetchall()
+    }
+    missing = [c for c in columns if c not in existing]
+    if missing:
+        raise RuntimeError(
+            f"registry.model_versions has no column(s) {missing}: it was created by an older "
+            "clm; start from a new database (CLM_DB_PATH) or drop the registry schema and "
+            "re-materialize the model partitions"
+        )
 
 
 def _naive(ts: pd.Timestamp) -> datetime:

@@ -7,7 +7,10 @@
 * The ccxt client is built on the first ``fetch`` (spot markets only, ``enableRateLimit``) and
   loads the markets once.
 * A range is fetched in pages of at most 1000 bars; each page starts one interval after the
-  last bar received, and a page that does not move forward is an error, never a loop.
+  last bar received, and a page that does not move forward is an error, never a loop. An
+  empty page before the end of the range (and before now) does not end it: the next page
+  starts after the empty page's span, whose bars stay missing (a gap for validation to
+  count, never filled).
 * Bars whose ``open_time + interval`` is later than ``clock()`` are still open and dropped.
 * Missing bars (exchange outages) stay missing: nothing is padded or interpolated.
 
@@ -176,6 +179,8 @@ class ExchangeSource:
         raw = self.exchange_id in _RAW_KLINES_EXCHANGES
         step_ms = int(step.value // 1_000_000)
         start_ms, end_ms = _ms(start), _ms(end)
+        page_limit = PAGE_LIMIT if raw else self._ohlcv_limit()
+        newest_open = _ms(self.clock()) - step_ms  # the newest bar that can be closed now
         pages: list[pd.DataFrame] = []
         since = start_ms
         while since < end_ms:
@@ -197,10 +202,18 @@ class ExchangeSource:
                 )
             else:
                 received = self._with_retries(
-                    what, lambda since=since: self._ohlcv_page(market_symbol, interval, since)
+                    what,
+                    lambda since=since: self._ohlcv_page(
+                        market_symbol, interval, since, page_limit
+                    ),
                 )
             if received.empty:
-                break  # nothing more up to ``end`` (or up to now)
+                # No bar in this page's span (an outage, or an exchange that pages by time):
+                # not the end of the range. Move past the span; what it held stays a gap.
+                since += page_limit * step_ms
+                if since > newest_open:
+                    break  # nothing after now can be closed
+                continue
             page = received[received["open_time"] >= since]
             if page.empty:  # the exchange ignored ``since``: stop rather than loop or truncate
                 raise SourceError(
@@ -268,13 +281,20 @@ class ExchangeSource:
                 self._with_retries(f"{what} (loading markets)", self._exchange.load_markets)
                 self._markets_loaded = True
 
-    def _ohlcv_page(self, market_symbol: str, interval: str, since: int) -> pd.DataFrame:
-        """One unified ``fetch_ohlcv`` page (exchanges other than Binance)."""
+    def _ohlcv_limit(self) -> int:
+        """Bars per unified ``fetch_ohlcv`` page: ours, or the exchange's cap if lower."""
         exchange = self._exchange
         assert exchange is not None
         features = (exchange.features or {}).get("spot") or {}
         cap = (features.get("fetchOHLCV") or {}).get("limit")
-        limit = min(PAGE_LIMIT, int(cap)) if cap else PAGE_LIMIT
+        return min(PAGE_LIMIT, int(cap)) if cap else PAGE_LIMIT
+
+    def _ohlcv_page(
+        self, market_symbol: str, interval: str, since: int, limit: int
+    ) -> pd.DataFrame:
+        """One unified ``fetch_ohlcv`` page (exchanges other than Binance)."""
+        exchange = self._exchange
+        assert exchange is not None
         exchange.last_json_response = None
         rows = exchange.fetch_ohlcv(market_symbol, interval, since, limit)
         # ccxt parses a non-JSON body character by character into nothing: refuse that.

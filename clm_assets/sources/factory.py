@@ -23,3 +23,14 @@ def make_source(
     if kind == "synthetic":
         return SyntheticSource(seed=synthetic_seed)
     raise ValueError(f"unknown source {kind!r}: choose exchange, sample or synthetic")
+
+
+def source_id(source: MarketDataSource) -> str:
+    """What the stored bars came from, precise enough that bars of two different origins
+    are never mistaken for one series: ``sample``, ``synthetic:seed=7``,
+    ``exchange:binance``."""
+    if isinstance(source, ExchangeSource):
+        return f"exchange:{source.exchange_id}"
+    if isinstance(source, SyntheticSource):
+        return f"synthetic:seed={source.params.seed}"
+    return source.name

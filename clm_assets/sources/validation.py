@@ -137,18 +137,31 @@ def _reject_bad_values(bars: pd.DataFrame, label: str) -> None:
         )
 
 
-def check_candles(bars: pd.DataFrame) -> dict[str, int]:
-    """Violations of the stored-candle invariants, counted independently of the repairs.
+def check_candles(
+    bars: pd.DataFrame,
+    interval: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    expected_rows: int | None,
+) -> dict[str, int]:
+    """Violations of the stored-candle invariants in the rows of ``[start, end)`` as read
+    back from storage (in storage order), counted independently of the repairs.
 
-    These feed the blocking asset checks: all zeros is the only passing result.
+    ``expected_rows`` is what the writing step stored; ``None`` (no record of a write) is a
+    violation of its own. These feed the blocking asset check: all zeros is the only pass.
     """
+    step = interval_delta(interval)
     t = bars["open_time"]
     o, h, lo, c = (bars[col] for col in PRICE_COLUMNS)
+    values = bars[[*PRICE_COLUMNS, "volume"]].to_numpy(dtype="float64", na_value=np.nan)
     return {
         "duplicate_bars": int(t.duplicated().sum()),
         "unsorted_bars": int((t.diff() <= pd.Timedelta(0)).sum()),
+        "off_grid_bars": int(((t - pd.Timestamp(0, tz="UTC")) % step != pd.Timedelta(0)).sum()),
+        "bars_outside_partition": int(((t < start) | (t >= end)).sum()),
         "ohlc_violations": int(((h < o) | (h < c) | (lo > o) | (lo > c) | (lo > h)).sum()),
         "nonpositive_prices": int((bars[list(PRICE_COLUMNS)] <= 0).any(axis=1).sum()),
-        "null_values": int(bars[[*PRICE_COLUMNS, "volume"]].isna().sum().sum()),
+        "non_finite_values": int((~np.isfinite(values)).sum()),
         "negative_volume": int((bars["volume"] < 0).sum()),
+        "row_count_mismatch": 1 if expected_rows is None else abs(len(bars) - expected_rows),
     }

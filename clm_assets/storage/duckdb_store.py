@@ -12,6 +12,7 @@ so the process time zone can never shift a partition boundary.
 from __future__ import annotations
 
 import random
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -110,25 +111,38 @@ class DuckDBStore:
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open, yield, close. Waits (with jittered backoff) while another process writes."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Open, yield, close. Waits (with jittered backoff) while another process writes;
+        any other failure to open (a directory, an unwritable folder, a file that is not a
+        DuckDB database) is reported at once with the path, never as a lock wait."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the folder of {self.path}: {exc}") from None
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.02
         while True:
             try:
                 conn = duckdb.connect(str(self.path))
                 break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+            except duckdb.Error as exc:
+                reason = " ".join(str(exc).split())
+                if not _is_lock_conflict(exc):
+                    raise StorageError(f"cannot open DuckDB file {self.path}: {reason}") from None
+                if time.monotonic() > deadline:
                     raise StorageError(
-                        f"could not open {self.path} within {self.lock_timeout_s:.0f} s: {exc}"
-                    ) from exc
+                        f"could not open {self.path}: another process held its lock for "
+                        f"{self.lock_timeout_s:g} s (CLM_LOCK_TIMEOUT_S): {reason}"
+                    ) from None
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 1.0)
         try:
             conn.execute("SET TimeZone = 'UTC'")
             conn.execute("SET enable_progress_bar = false")
+            _check_complete(conn, self.path)
             yield conn
+        except duckdb.IOException as exc:  # a damaged file fails on the first read of it
+            reason = " ".join(str(exc).split())
+            raise StorageError(f"cannot read DuckDB file {self.path}: {reason}") from None
         finally:
             conn.close()
 
@@ -183,6 +197,54 @@ class DuckDBStore:
             return False
         with self.connect() as conn:
             return _table_exists(conn, TableSlice(schema, table))
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def _check_complete(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """A truncated file opens, and reads as if the lost blocks held nothing: tables may
+    simply look empty (a status of "no decision recorded"). Every block in use occupies its
+    own slot of the file, so a file shorter than its used blocks is refused before anything
+    is read (free blocks at the tail may legitimately have been cut off by DuckDB)."""
+    ((block_size, used),) = conn.execute(
+        "SELECT block_size, used_blocks FROM pragma_database_size() "
+        "WHERE database_name = current_database()"
+    ).fetchall()
+    size = path.stat().st_size
+    if size < block_size * used:
+        raise StorageError(
+            f"DuckDB file {path} is truncated: {size} bytes on disk, but {used} blocks of "
+            f"{block_size} bytes are in use; restore it from a backup, or delete it and "
+            "re-materialize"
+        )
+
+
+def check_writable(path: Path) -> None:
+    """Raise ``StorageError`` unless a DuckDB file can be written at ``path``.
+
+    DuckDB only finds out when it first opens the file, which in a pipeline is after a step
+    has computed its output; checking up front turns that into an error before any work.
+    The file's folder must accept new files (DuckDB writes its ``.wal`` next to the file),
+    which is tested by creating and removing a temporary file, because permission bits
+    tell nothing to root. A folder that does not exist yet is fine when its nearest
+    existing ancestor is a writable folder (``connect`` creates it).
+    """
+    if path.is_dir():
+        raise StorageError(f"{path} is a directory; give the path of a DuckDB file")
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise StorageError(f"cannot create {path}: {folder} is a file, not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        if path.exists():
+            path.open("r+b").close()
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def replace_in(

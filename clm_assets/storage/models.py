@@ -41,6 +41,7 @@ def write_models(
             "sha256": [a.sha256 for a in artifacts],
             "size_bytes": [len(a.blob) for a in artifacts],
             "code_version": [a.code_version for a in artifacts],
+            "train_seconds": pd.array([a.train_seconds for a in artifacts], dtype="Float64"),
             "card": [a.card.to_json() for a in artifacts],
             "blob": [a.blob for a in artifacts],
         }
@@ -69,6 +70,7 @@ def read_models(store: DuckDBStore, table_slice: TableSlice) -> list[ModelArtifa
                 blob=blob,
                 card=ModelCard.from_json(row.card),
                 code_version=row.code_version,
+                train_seconds=None if pd.isna(row.train_seconds) else float(row.train_seconds),
             )
         )
     if not artifacts:

@@ -16,6 +16,7 @@ from clm_assets.backtest.window import LeakageError
 from clm_assets.cli import main as clm
 from clm_assets.definitions import build_definitions
 from clm_assets.pipeline import materialize_days
+from clm_assets.registry.decisions import AUTOMATIC_ACTIONS
 from clm_assets.registry.promotion import champion, history
 from clm_assets.settings import Settings
 from clm_assets.storage.duckdb_store import DuckDBStore
@@ -29,11 +30,12 @@ FAST = {
 }
 GBDT = ["xgboost", "lightgbm"]
 LOOSE = {
-    "min_trades": 0,
-    "min_sharpe": -1e9,
+    "min_record_days": 0.0,
+    "min_dsr": 0.0,
     "max_drawdown": 1.0,
-    "min_profit_factor": 0.0,
-    "min_psr": 0.0,
+    "min_trades": 0,
+    "min_paired_psr": 0.0,
+    "min_paired_days": 0.0,
 }
 
 
@@ -164,7 +166,7 @@ def test_evaluation_window_without_bars_is_an_error(db: Path) -> None:
 
 def test_a_refusal_is_recorded_with_gate_values_and_is_idempotent(db: Path) -> None:
     settings = _settings(db)
-    strict = {"min_sharpe": 1e6}
+    strict = {"min_record_days": 30.0}  # the records here are a few days long
     selection = [f"evaluation/backtest_{f}" for f in GBDT] + ["promotion/promoted_model"]
     _run(settings, selection, "2018-12-31|BTC-USD", strict)
     _run(settings, ["promotion/promoted_model"], "2018-12-31|BTC-USD", strict)
@@ -199,7 +201,7 @@ def test_promote_then_status_rollback_and_report_through_the_cli(
     assert clm(["status", "--symbol", "BTC-USD"]) == 0
     out = capsys.readouterr().out
     assert f"champion: {second.family} version {second.version}" in out
-    assert "gate sharpe" in out
+    assert "gate dsr" in out
 
     assert clm(["rollback", "--symbol", "BTC-USD", "--reason", "test"]) == 0
     with DuckDBStore(db).connect() as conn:
@@ -221,7 +223,8 @@ def test_walk_forward_stitches_each_champion_over_the_bars_after_its_decision(
     with store.connect() as conn:
         decisions = history(conn, "BTC-USD")
     ends = {pd.Timestamp(a): pd.Timestamp(a) + pd.Timedelta(days=1) for a in decisions["as_of"]}
-    record = walk_forward(store, "BTC-USD", "1h", ends, context=pd.Timedelta(days=22))
+    automatic = decisions[decisions["action"].isin(AUTOMATIC_ACTIONS)]
+    record = walk_forward(store, "BTC-USD", "1h", automatic, ends, context=pd.Timedelta(days=22))
 
     assert [s.start for s in record.segments] == [
         pd.Timestamp("2018-12-30", tz="UTC"),

@@ -8,7 +8,7 @@ import pytest
 
 from clm_assets.assets.features.assets import warmup_days
 from clm_assets.definitions import build_definitions
-from clm_assets.features.schema import LABEL_RETURN
+from clm_assets.features.schema import LABEL_HORIZON, LABEL_RETURN, label_columns
 from clm_assets.pipeline import materialize_days
 from clm_assets.settings import Settings
 from clm_assets.storage.duckdb_store import DuckDBStore
@@ -75,5 +75,9 @@ def test_first_partitions_warm_up_on_what_exists_and_say_so(
     # The last day has no next day yet: its final `horizon` labels per symbol are pending.
     assert meta["labels_pending"].value == synthetic.label_horizon * len(synthetic.symbols)
     stored = _features(synthetic)
+    # The horizon the labels were made with travels with them, for training to check.
+    assert meta["label_horizon"].value == synthetic.label_horizon
+    assert set(stored[LABEL_HORIZON]) == {synthetic.label_horizon}
     pending = stored[stored[LABEL_RETURN].isna()]
     assert (pending["open_time"] >= pd.Timestamp("2024-01-03 20:00", tz="UTC")).all()
+    assert LABEL_HORIZON not in label_columns(stored)  # a setting, not a target

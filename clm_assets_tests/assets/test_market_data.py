@@ -9,8 +9,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from clm_assets.assets.market_data.assets import SourceMismatchError
 from clm_assets.definitions import build_definitions
-from clm_assets.pipeline import materialize_days
+from clm_assets.pipeline import materialize_days, range_tags
 from clm_assets.settings import Settings
 from clm_assets.sources.base import (
     ExchangeUnavailableError,
@@ -53,12 +54,15 @@ def test_stores_the_sources_bars_once_per_partition(
         expected = source.fetch(
             symbol, "1h", pd.Timestamp("2024-03-01", tz="UTC"), pd.Timestamp("2024-03-04", tz="UTC")
         )
-        got = stored[stored["symbol"] == symbol].drop(columns="symbol").reset_index(drop=True)
+        got = stored[stored["symbol"] == symbol].drop(columns=["symbol", "source"])
+        got = got.reset_index(drop=True)
         pd.testing.assert_frame_equal(got, expected)
 
     materialization = result.asset_materializations_for_node("market_data__raw_ohlcv")[0]
     meta = materialization.metadata
     assert meta["rows"].value == 144
+    assert meta["source"].value == "synthetic:seed=7"
+    assert set(stored["source"]) == {"synthetic:seed=7"}
     assert meta["missing_bars"].value == 0
     assert meta["repairs"].value == 0
     assert "| open_time" in meta["preview"].value
@@ -118,3 +122,69 @@ def test_unreachable_exchange_is_a_clear_error(tmp_path: Path, instance) -> None
     with pytest.raises(ExchangeUnavailableError, match="binance"):
         _run(settings, "2024-03-01", "2024-03-01", instance)
     assert not DuckDBStore(settings.db_path).table_exists("market_data", "raw_ohlcv")
+
+
+FEATURES = "features/features"
+
+
+def test_candles_valid_checks_what_is_stored_and_blocks_features(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    settings = synthetic_settings(tmp_path / "clm.duckdb", start_date="2024-03-01")
+    first = _run(settings, "2024-03-01", "2024-03-02", instance)
+    assert {e.check_name: e.passed for e in first.get_asset_check_evaluations()} == {
+        "candles_valid": True,
+        "no_missing_bars": True,
+    }
+    # What is stored stops being what the step wrote: one bar's high is pushed below its
+    # low, one bar of another partition disappears.
+    store = DuckDBStore(settings.db_path)
+    with store.connect() as conn:
+        conn.execute(
+            "UPDATE market_data.raw_ohlcv SET high = low * 0.5 "
+            "WHERE symbol = 'BTC-USDT' AND open_time = '2024-03-02 05:00:00'"
+        )
+        conn.execute(
+            "DELETE FROM market_data.raw_ohlcv "
+            "WHERE symbol = 'ETH-USDT' AND open_time = '2024-03-02 07:00:00'"
+        )
+    # A run of the check (alone, without re-materializing raw_ohlcv) and of features.
+    job = dg.define_asset_job(
+        "check_then_features",
+        selection=dg.AssetSelection.assets(dg.AssetKey.from_user_string(FEATURES))
+        | dg.AssetSelection.checks(
+            dg.AssetCheckKey(dg.AssetKey.from_user_string(RAW), "candles_valid")
+        ),
+    )
+    defs = dg.Definitions.merge(build_definitions(settings), dg.Definitions(jobs=[job]))
+    day = pd.Timestamp("2024-03-02", tz="UTC")
+    result = defs.resolve_job_def("check_then_features").execute_in_process(
+        instance=instance, tags=range_tags(settings, day, day), raise_on_error=False
+    )
+    assert not result.success
+    (evaluation,) = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "candles_valid"
+    ]
+    assert not evaluation.passed
+    bad = evaluation.metadata["violations"].value
+    assert bad == {
+        "2024-03-02|BTC-USDT": {"ohlc_violations": 1},
+        "2024-03-02|ETH-USDT": {"row_count_mismatch": 1},
+    }
+    assert result.asset_materializations_for_node("features__features") == []
+    assert not store.table_exists("features", "features")
+
+
+def test_writing_bars_of_another_source_is_refused(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    db = tmp_path / "clm.duckdb"
+    _run(synthetic_settings(db), "2024-03-01", "2024-03-01", instance)
+    before = _raw(synthetic_settings(db))
+    other = synthetic_settings(db, synthetic_seed=8)
+    with pytest.raises(SourceMismatchError) as err:
+        _run(other, "2024-03-02", "2024-03-02", instance)
+    message = str(err.value)
+    assert "synthetic:seed=7" in message and "synthetic:seed=8" in message
+    assert str(db) in message
+    pd.testing.assert_frame_equal(_raw(other), before)

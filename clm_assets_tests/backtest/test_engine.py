@@ -20,47 +20,57 @@ def _times(n: int) -> pd.DatetimeIndex:
 
 
 def reference_loop(open_, close, position, fee_bps, slippage_bps, long_only):
-    """Bar-by-bar state machine written from the docstring, one Python float at a time."""
+    """Units and cash, one bar at a time, one Python float at a time.
+
+    At each open the holding is traded to the target: the units whose notional is the
+    target fraction of the equity left after paying for the order (found by fixed-point
+    iteration, not by the engine's closed form), costing ``c * |Δunits| * open``. A trade
+    that ends (to flat or through a sign flip) sells the whole holding first. Equity is
+    marked to each close; between fills the holding is a number of units, so a short or a
+    fractional long drifts away from its target and the next open pays to trade it back.
+    """
     c = (fee_bps + slippage_bps) / 10_000.0
     w = [min(max(p, 0.0), 1.0) if long_only else p for p in position]
-    prev = 0.0
-    equity = 1.0
-    rows = []
-    trades = []
+    units, cash, equity_close = 0.0, 1.0, 1.0
+    rows, trades = [], []
     trade = None
     for k in range(1, len(open_)):
-        new = w[k - 1]
-        gap = open_[k] / close[k - 1] - 1.0
-        move = close[k] / open_[k] - 1.0
-        if prev * new < 0:
-            closed, opened = abs(prev), abs(new)
-        elif abs(new) >= abs(prev):
-            closed, opened = 0.0, abs(new) - abs(prev)
-        else:
-            closed, opened = abs(prev) - abs(new), 0.0
-        gap_f = 1.0 + prev * gap
-        close_f = 1.0 - c * closed
-        open_f = 1.0 - c * opened
-        hold_f = 1.0 + new * move
+        o, cl, target = open_[k], close[k], w[k - 1]
+        equity_open = cash + units * o
+        side = (target > 0) - (target < 0)
+        traded = 0.0
+        if trade is not None and side != trade["side"]:  # exit: sell the whole holding
+            traded += abs(units) * o
+            cash += units * o - c * abs(units) * o
+            units = 0.0
+            trade["growth"] = cash / trade["start"]
+            trade["exit"] = k
+            trades.append(trade)
+            trade = None
+        equity_now = cash + units * o
+        if trade is None and side != 0:
+            trade = {"side": side, "entry": k, "exit": None, "bars": 0, "start": equity_now}
+        new_units = target * equity_now / o
+        for _ in range(100):  # a contraction (factor c * |target| < 1): a few steps suffice
+            nxt = target * (equity_now - c * abs(new_units - units) * o) / o
+            if nxt == new_units:
+                break
+            new_units = nxt
+        traded += abs(new_units - units) * o
+        cash -= (new_units - units) * o + c * abs(new_units - units) * o
+        units = new_units
+        new_close = cash + units * cl
+        cost = c * traded / equity_open
+        net = new_close / equity_close - 1.0
+        gross = (1.0 + net) / (1.0 - cost) - 1.0
         if trade is not None:
-            trade["growth"] *= gap_f * close_f
-            if (new > 0) - (new < 0) != trade["side"]:
-                trade["exit"] = k
-                trades.append(trade)
-                trade = None
-        if trade is None and new != 0:
-            trade = {"side": (new > 0) - (new < 0), "entry": k, "exit": None, "bars": 0}
-            trade["growth"] = 1.0
-        if trade is not None:
-            trade["growth"] *= open_f * hold_f
             trade["bars"] += 1
-        growth = gap_f * close_f * open_f * hold_f
-        equity *= growth
-        rows.append((new, gap_f * hold_f - 1.0, 1.0 - close_f * open_f, growth - 1.0, equity))
-        prev = new
+        rows.append((target, gross, cost, net, new_close, traded / equity_open))
+        equity_close = new_close
     if trade is not None:
+        trade["growth"] = equity_close / trade["start"]
         trades.append(trade)
-    return np.array(rows).reshape(-1, 5), trades
+    return np.array(rows).reshape(-1, 6), trades
 
 
 def _assert_matches_loop(o, cl, pos, fee, slip, long_only):
@@ -70,10 +80,9 @@ def _assert_matches_loop(o, cl, pos, fee, slip, long_only):
     rows, trades = reference_loop(
         *(np.asarray(x, dtype=float).tolist() for x in (o, cl, pos)), fee, slip, long_only
     )
-    for col, arr in enumerate(
-        (result.position, result.gross_returns, result.costs, result.returns, result.equity)
-    ):
-        np.testing.assert_allclose(arr, rows[:, col], rtol=0, atol=1e-12)
+    names = ("position", "gross_returns", "costs", "returns", "equity", "turnover")
+    for col, name in enumerate(names):
+        np.testing.assert_allclose(getattr(result, name), rows[:, col], rtol=0, atol=1e-12)
     t = result.trades
     assert len(t) == len(trades)
     out_time = result.open_time
@@ -106,30 +115,27 @@ def test_hand_computed_six_bars():
     assert list(r.open_time) == list(_times(6)[1:])
     np.testing.assert_array_equal(r.position, [1.0, 1.0, -1.0, 0.0, 0.5])
     assert r.pending_position == 1.0  # decided at the close of bar 5, filled at bar 6
-    # bar 1: flat -> long 1 at open 101 (cost 0.001), held to close 102
-    #   gross = 102/101 - 1; net = 0.999 * 102/101 - 1
-    # bar 2: long 1 -> 1, gap 102 -> 104 then 104 -> 103: gross = net = 103/102 - 1
-    # bar 3: long 1 -> short 1 (flip = two orders, cost 1 - 0.999^2 = 0.001999)
+    # bar 1: flat -> long 1 at open 101: all the equity buys units and pays for itself,
+    #   notional 1 / (1 + C), cost C / (1 + C); held to close 102: gross = 102/101 - 1
+    # bar 2: long 1 -> 1 (a full long does not drift), gap 102 -> 104 then 104 -> 103:
+    #   gross = net = 103/102 - 1
+    # bar 3: long 1 -> short 1: sell the holding (C), then short 1 of what is left, notional
+    #   (1 - C) / (1 + C); cost 1 - (1 - C) / (1 + C) = 2C / (1 + C)
     #   gap at +1: 102/103; open->close at -1: 1 - (100/102 - 1) = 104/102
-    #   gross = 102/103 * 104/102 - 1 = 104/103 - 1; net = 104/103 * 0.999^2 - 1
-    # bar 4: short 1 -> flat at open 99: gap at -1: 1 - (99/100 - 1) = 1.01, cost 0.001
-    #   gross = 0.01; net = 1.01 * 0.999 - 1
-    # bar 5: flat -> long 0.5 at open 102 (cost 0.0005), 0.5 * (103/102 - 1)
-    #   gross = 0.5/102; net = 0.9995 * (1 + 0.5/102) - 1
-    gross = [102 / 101 - 1, 103 / 102 - 1, 104 / 103 - 1, 0.01, 0.5 / 102]
-    cost = [C, 0.0, 1 - (1 - C) ** 2, C, C / 2]
-    net = [
-        0.999 * 102 / 101 - 1,
-        103 / 102 - 1,
-        104 / 103 * 0.999**2 - 1,
-        1.01 * 0.999 - 1,
-        0.9995 * (1 + 0.5 / 102) - 1,
-    ]
+    #   gross = 102/103 * 104/102 - 1 = 104/103 - 1
+    # bar 4: the short of 1 set at open 102 is worth 1 - (100/102 - 1) = 104/102 of that
+    #   equity at close 100 and 2 - 99/102 = 105/102 at open 99 (its fraction drifted to
+    #   -99/105): gross = 105/104 - 1, buying it back costs C * 99/105
+    # bar 5: flat -> long 0.5 at open 102: notional 0.5 / (1 + C/2), cost (C/2) / (1 + C/2)
+    #   gross = 0.5 * (103/102 - 1) = 0.5/102
+    gross = np.array([102 / 101 - 1, 103 / 102 - 1, 104 / 103 - 1, 105 / 104 - 1, 0.5 / 102])
+    cost = np.array([C / (1 + C), 0.0, 2 * C / (1 + C), C * 99 / 105, (C / 2) / (1 + C / 2)])
+    net = (1 + gross) * (1 - cost) - 1
     np.testing.assert_allclose(r.gross_returns, gross, rtol=0, atol=1e-15)
     np.testing.assert_allclose(r.costs, cost, rtol=0, atol=1e-15)
     np.testing.assert_allclose(r.returns, net, rtol=0, atol=1e-15)
-    np.testing.assert_allclose(r.equity, np.cumprod(1 + np.array(net)), rtol=0, atol=1e-15)
-    np.testing.assert_allclose(r.turnover, [1.0, 0.0, 2.0, 1.0, 0.5])
+    np.testing.assert_allclose(r.equity, np.cumprod(1 + net), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(r.turnover, cost / C, rtol=0, atol=1e-12)
 
     t = r.trades
     assert list(t.columns) == list(TRADE_COLUMNS)
@@ -140,10 +146,14 @@ def test_hand_computed_six_bars():
     assert t["entry_time"].tolist() == [times[1], times[3], times[5]]
     assert t["exit_time"].iloc[0] == times[3] and t["exit_time"].iloc[1] == times[4]
     assert pd.isna(t["exit_time"].iloc[2])
-    # long: in at open 101, out at open 102, both fees: 0.999^2 * 102/101 - 1
-    # short: 104/102 (bar 3 open->close) * 1.01 (gap into bar 4) * both fees
+    # long: in at open 101 (1 / (1 + C)), out at open 102 (1 - C): 102/101 * (1-C)/(1+C) - 1
+    # short: 104/102 at close 100, 105/102 at open 99, in 1 / (1 + C), out 1 - C * 99/105
     # open long 0.5: its entry fee and bar 5 only
-    want = [0.999**2 * 102 / 101 - 1, 0.999**2 * 104 / 102 * 1.01 - 1, net[4]]
+    want = [
+        102 / 101 * (1 - C) / (1 + C) - 1,
+        105 / 102 * (1 - C * 99 / 105) / (1 + C) - 1,
+        net[4],
+    ]
     np.testing.assert_allclose(t["return"], want, rtol=0, atol=1e-15)
     _assert_matches_loop(o, cl, pos, 10.0, 0.0, False)
 
@@ -161,9 +171,10 @@ def test_trade_list_on_known_sequence():
     assert t["exit_time"].iloc[0] == times[4]  # flip at the open of result bar 5
     assert t["exit_time"].iloc[1] == times[6]  # flat at the open of result bar 7
     assert t["is_open"].tolist() == [False, False, True]
-    # long: buy 1, sell 0.5 (resize stays in the trade), sell 0.5 at the flip
-    # short: sell 1 at the flip, buy back 1; open long: buy 1
-    want = [0.999 * 0.9995 * 0.9995 - 1, 0.999 * 0.999 - 1, 0.999 - 1]
+    # long: buy a notional u = 1 / (1 + C) paying C * u, sell it (half at the resize, half
+    # at the flip) paying C * u again: 1 - 2C / (1 + C) = (1 - C) / (1 + C); the same for
+    # the short; the open long has paid its entry only
+    want = [(1 - C) / (1 + C) - 1, (1 - C) / (1 + C) - 1, 1 / (1 + C) - 1]
     np.testing.assert_allclose(t["return"], want, rtol=0, atol=1e-15)
     assert r.equity[-1] == pytest.approx(np.prod(1 + np.array(want)), abs=1e-15)
     assert r.pending_position == 1.0
@@ -176,8 +187,25 @@ def test_buy_and_hold_is_close_to_close_after_entry():
     o = cl * np.exp(rng.normal(0, 0.001, n))  # opens gap away from the previous close
     r = run_backtest(_times(n), o, cl, np.ones(n), fee_bps=10.0)
     np.testing.assert_allclose(r.gross_returns[1:], cl[2:] / cl[1:-1] - 1, atol=1e-14)
-    assert r.equity[-1] == pytest.approx(0.999 * cl[-1] / o[1], rel=1e-12)
+    assert r.equity[-1] == pytest.approx(cl[-1] / o[1] / (1 + C), rel=1e-12)
+    np.testing.assert_array_equal(r.costs[1:], 0.0)  # nothing to rebalance
     assert len(r.trades) == 1 and bool(r.trades["is_open"].iloc[0])
+
+
+@pytest.mark.parametrize("target", [0.5, -0.5, -1.0])
+def test_drifted_position_pays_to_return_to_its_target(target):
+    # bar 1 holds the target from open 100 to close 110; bar 2 opens at 110 and holds the
+    # same target again: the holding drifted to f = target * 1.1 / (1 + target * 0.1)
+    # and trading it back costs C * |f - target| on that notional (over 1 -/+ C * target).
+    o, cl = np.array([100.0, 100.0, 110.0]), np.array([100.0, 110.0, 110.0])
+    r = run_backtest(_times(3), o, cl, [target] * 3, fee_bps=10.0)
+    drifted = target * 1.1 / (1 + target * 0.1)
+    sign = 1.0 if target > drifted else -1.0
+    want = C * abs(drifted - target) / (1 + sign * C * target)
+    assert r.costs[1] == pytest.approx(want, rel=1e-12)
+    assert r.costs[1] > 1e-5
+    assert r.turnover[1] == pytest.approx(abs(drifted - target) / (1 + sign * C * target))
+    _assert_matches_loop(o, cl, [target] * 3, 10.0, 0.0, False)
 
 
 prices = st.lists(st.floats(-0.05, 0.05), min_size=2, max_size=120)
@@ -256,11 +284,21 @@ def test_non_finite_position_raises(bad):
         (_times(3), [1.0] * 3, [1.0, math.nan, 1.0], [0.0] * 3, {}, "close must be"),
         (_times(3), [1.0] * 3, [1.0] * 3, [0.0] * 2, {}, "position has 2"),
         (_times(3), [1.0] * 3, [1.0] * 3, [0.0] * 3, {"fee_bps": -1.0}, "fee_bps"),
+        (_times(3), [1.0] * 3, [1.0] * 3, [0.0] * 3, {"slippage_bps": 1e4}, "< 10000"),
     ],
 )
 def test_invalid_inputs_raise(times, o, cl, pos, kw, match):
     with pytest.raises(BacktestError, match=match):
         run_backtest(times, o, cl, pos, **kw)
+
+
+def test_short_through_a_price_that_triples_is_an_error_not_a_number():
+    # short 1 from open 100 to close 300: the equity is gone (1 - 2 = -1) at that close
+    o, cl = [100.0, 100.0, 300.0], [100.0, 300.0, 300.0]
+    with pytest.raises(
+        BacktestError, match="lost all the equity by the close: 1 bars, first at index 1"
+    ):
+        run_backtest(_times(3), o, cl, [-1.0, -1.0, -1.0])
 
 
 def test_two_bars_is_the_minimum():

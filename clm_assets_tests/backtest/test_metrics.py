@@ -143,14 +143,14 @@ def test_metrics_table_keys_strategy_and_baselines(strategy):
     trades = result.trades["return"].to_numpy()
     assert table["trade_count"] == len(trades) > 10
     assert table["avg_trade_return"] == pytest.approx(trades.mean(), rel=1e-12)
-    assert table["turnover"] == pytest.approx(np.mean(np.abs(np.diff(pos[:-1], prepend=0))))
+    assert table["turnover"] == pytest.approx(np.mean(result.costs) / 0.001, rel=1e-9)
     sr_star = incumbent.returns.mean() / incumbent.returns.std(ddof=1)
     assert table["psr_vs_incumbent"] == pytest.approx(_psr_by_hand(r, sr_star), rel=1e-10)
     assert table["pred_count"] == len(bars) - 1  # the last label is still pending
 
     # buy-and-hold: long 1 from the open of bar 1 to the last close, one 10 bps entry fee
     o, c = bars["open"].to_numpy(), bars["close"].to_numpy()
-    assert table["bh_total_return"] == pytest.approx(0.999 * c[-1] / o[1] - 1, rel=1e-10)
+    assert table["bh_total_return"] == pytest.approx(c[-1] / o[1] / 1.001 - 1, rel=1e-10)
     assert table["bh_exposure"] == 1.0 and table["bh_trade_count"] == 1.0
     # flat: zero returns; ratios are undefined (None), levels are exactly zero
     for key in ("sharpe", "sortino", "win_rate", "profit_factor", "psr", "avg_trade_return"):
@@ -210,3 +210,25 @@ def test_single_bar_has_no_dispersion_metrics():
     got = M.return_metrics(np.array([0.01]), _times(1), HOURLY)
     assert got["sharpe"] is None and got["volatility"] is None
     assert got["total_return"] == pytest.approx(0.01)
+
+
+def test_max_drawdown_of_equals_the_quantstats_convention(returns):
+    table = M.return_metrics(returns, _times(len(returns)), HOURLY)
+    assert M.max_drawdown_of(returns) == pytest.approx(table["max_drawdown"], abs=1e-12)
+    assert M.max_drawdown_of(np.array([0.1, 0.2])) == 0.0
+    assert M.max_drawdown_of(np.zeros(0)) == 0.0
+
+
+def test_deflated_sharpe_is_the_psr_against_the_expected_best_of_n_null_trials(returns):
+    n = len(returns)
+    sr0 = math.sqrt(1.0 / (n - 1)) * M.expected_max_sharpe(5)
+    assert M.deflated_sharpe_ratio(returns, 5) == pytest.approx(
+        M.probabilistic_sharpe_ratio(returns, sr0), abs=1e-12
+    )
+    # the expected maximum of N standard normals, by simulation
+    draws = np.random.default_rng(0).standard_normal((200_000, 5)).max(axis=1)
+    assert M.expected_max_sharpe(5) == pytest.approx(draws.mean(), abs=0.03)
+    assert M.expected_max_sharpe(1) == 0.0
+    assert M.deflated_sharpe_ratio(np.ones(10) * 0.01, 5) is None  # constant: undefined
+    with pytest.raises(M.MetricsError, match="n_trials"):
+        M.expected_max_sharpe(0)

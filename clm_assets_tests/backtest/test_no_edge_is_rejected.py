@@ -1,5 +1,7 @@
-"""A model trained on shuffled labels has no edge and the PSR gate rejects it; the same
-model trained on the true labels of a planted signal passes (so the gate can pass)."""
+"""A model trained on shuffled labels has no edge and the DSR gate rejects its record; the
+same model trained on the true labels of a planted signal passes every gate (so the gates
+can pass), with the default thresholds but for the record length (the record here is 41
+days)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ import pytest
 from clm_assets.backtest.evaluate import evaluate
 from clm_assets.features.schema import LABEL_RETURN, LABEL_SIGN
 from clm_assets.models.gbdt import XGBoostModel
+from clm_assets.promotion.judge import decide
+from clm_assets.promotion.record import FamilyRecord
 from clm_assets.registry.gates import Gates
-from clm_assets.registry.gates import evaluate as gate
 
 N, TRAIN = 3000, 2000
+GATES = Gates(lookback_days=60, min_record_days=30)
 
 
 @pytest.fixture(scope="module")
@@ -50,19 +54,24 @@ def _trial(market, shuffle: bool):
     model.fit(train, horizon=1)
     start, end = features["open_time"].iloc[TRAIN + 10], features["open_time"].iloc[-1]
     ev = evaluate(model, features, bars, start, end, "1h", fee_bps=1.0)
-    return ev, gate(ev.metrics, None, False, Gates())
+    r = ev.result
+    record = FamilyRecord(
+        "xgboost", "SYN-USD", end, "v", r.open_time[0], end, r.open_time, r.returns,
+        len(r.trades), r.n_bars, (), 24.0,
+    )  # fmt: skip
+    return ev, decide("SYN-USD", end, [record], None, GATES).reports["xgboost"]
 
 
-def test_shuffled_labels_give_no_edge_and_fail_the_psr_gate(market) -> None:
+def test_shuffled_labels_give_no_edge_and_fail_the_dsr_gate(market) -> None:
     ev, report = _trial(market, shuffle=True)
     assert not report.passed
-    assert not report.gate("psr_vs_flat").passed
-    assert ev.metrics["psr"] < 0.95
+    assert not report.gate("dsr").passed
+    assert report.gate("dsr").value < GATES.min_dsr
     assert 0.4 < ev.metrics["accuracy"] < 0.6
 
 
 def test_true_labels_of_a_planted_signal_pass_every_gate(market) -> None:
     ev, report = _trial(market, shuffle=False)
     assert report.passed, report.summary()
-    assert ev.metrics["psr"] > 0.99
+    assert report.gate("dsr").value > 0.99
     assert ev.metrics["accuracy"] > 0.75

@@ -61,7 +61,8 @@ def test_card_records_training(fitted, frame):
     assert card.train_start < card.train_end
     assert len(card.data_hash) == 64
     assert {"neuralforecast", "torch", "pytorch-lightning"} <= set(card.library_versions)
-    assert card.train_seconds > 0
+    assert fitted["model"].train_seconds > 0
+    assert card.rows_unlabeled == 0  # the target is the close's log return, not the label
     assert len(card.loss_curve) == TINY[fitted["family"]]["max_steps"]
     assert all(math.isfinite(x) for x in card.loss_curve)
 

@@ -1,16 +1,21 @@
-"""Promotion on a real DuckDB file: real registered models, metrics of real backtests."""
+"""Promotion on a real DuckDB file: real registered models, records of real backtests,
+decided by ``promotion.judge.decide`` and written by ``registry.promotion``."""
 
 from __future__ import annotations
 
 import functools
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from clm_assets.backtest.metrics import metrics_table
 from clm_assets.models.artifact import ModelArtifact, code_version
 from clm_assets.models.gbdt import LightGBMModel, XGBoostModel
+from clm_assets.promotion.judge import IncumbentRecord, decide
+from clm_assets.promotion.record import FamilyRecord
 from clm_assets.registry import versions
 from clm_assets.registry.decisions import (
     KEPT_INCUMBENT,
@@ -18,14 +23,12 @@ from clm_assets.registry.decisions import (
     NO_CHAMPION,
     PROMOTED,
     ROLLBACK,
-    Candidate,
     ChampionRef,
     Decision,
     RegistryError,
-    decide,
 )
 from clm_assets.registry.evaluations import evaluation, record_evaluation
-from clm_assets.registry.gates import GATE_NAMES, Gates
+from clm_assets.registry.gates import GATE_NAMES, NO_INCUMBENT, SAME_FAMILY, Gates
 from clm_assets.registry.promotion import (
     apply,
     champion,
@@ -36,12 +39,16 @@ from clm_assets.registry.promotion import (
 )
 from clm_assets.storage.duckdb_store import DuckDBStore
 from clm_assets_tests.factories import simple_feature_frame
-from clm_assets_tests.registry.test_gates import N_BARS, backtest
+from clm_assets_tests.registry.test_gates import GATES, N_BARS, backtest, record_of
 
 BTC, ETH = "BTC-USD", "ETH-USD"
 AS_OFS = [pd.Timestamp(d, tz="UTC") for d in ("2024-03-01", "2024-03-08", "2024-03-15")]
 MODEL_CLASSES = {"xgboost": XGBoostModel, "lightgbm": LightGBMModel}
 THREADS = {"xgboost": {"nthread": 1}, "lightgbm": {"num_threads": 1}}
+WORKFLOW = replace(GATES, min_incumbent_days=100.0)
+"""Gates of these tests: an incumbent's floors are never reached here (``test_judge``
+tests them), so each decision is about the candidates."""
+DAY = pd.Timedelta(days=1)
 
 
 def artifact(family: str, i: int, symbol: str = BTC) -> ModelArtifact:
@@ -70,33 +77,17 @@ def store(tmp_path: Path) -> DuckDBStore:
 
 
 def candidate(
-    family: str,
-    i: int,
-    market: str,
-    policy: str = "toggle",
-    *,
-    symbol: str = BTC,
-    incumbent_policy: str | None = None,
-) -> Candidate:
-    """Metrics of a real backtest on as-of ``i``'s window; PSR vs the incumbent's returns
-    (``incumbent_policy`` on the same bars) when there is an incumbent."""
-    return _candidate(family, i, market, policy, symbol, incumbent_policy)
+    family: str, i: int, market: str, policy: str = "toggle", *, symbol: str = BTC
+) -> FamilyRecord:
+    """The record of ``family`` at as-of ``i``: a real backtest of ``policy`` on ``market``."""
+    record = record_of(backtest(market, policy, i + 1), family, AS_OFS[i])
+    return replace(record, symbol=symbol, version=artifact(family, i, symbol).version)
 
 
-@functools.cache  # metrics_table takes ~0.3 s (quantstats); the same inputs recur
-def _candidate(
-    family: str, i: int, market: str, policy: str, symbol: str, incumbent_policy: str | None
-) -> Candidate:
-    result = backtest(market, policy, i + 1)
-    incumbent = None if incumbent_policy is None else backtest(market, incumbent_policy, i + 1)
-    return Candidate.from_backtest(
-        family,
-        AS_OFS[i],
-        artifact(family, i, symbol).version,
-        result,
-        "1h",
-        incumbent_returns=None if incumbent is None else incumbent.returns,
-    )
+def incumbent_record(ref: ChampionRef, i: int, policy: str = "random") -> IncumbentRecord:
+    """The incumbent re-scored on the bars of as-of ``i``'s records."""
+    result = backtest("noise", policy, i + 1)
+    return IncumbentRecord(ref, ref.as_of + DAY, result.open_time, result.returns, 24.0)
 
 
 def promote(
@@ -106,24 +97,15 @@ def promote(
     *,
     symbol: str = BTC,
     incumbent_policy: str = "random",
-    gates: Gates | None = None,
+    gates: Gates = WORKFLOW,
 ) -> Decision:
-    """One as-of's promotion the way the pipeline runs it: incumbent, candidates, decide,
-    apply. ``specs`` maps family -> (market, policy) of its backtest."""
+    """One as-of's promotion the way the pipeline runs it: incumbent, records, decide,
+    apply. ``specs`` maps family -> (market, policy) of its record."""
     with store.connect() as conn:
         incumbent = incumbent_for(conn, symbol, AS_OFS[i])
-    cands = [
-        candidate(
-            f,
-            i,
-            market,
-            policy,
-            symbol=symbol,
-            incumbent_policy=None if incumbent is None else incumbent_policy,
-        )
-        for f, (market, policy) in specs.items()
-    ]
-    decision = decide(symbol, AS_OFS[i], cands, incumbent, gates or Gates())
+    inc = None if incumbent is None else incumbent_record(incumbent, i, incumbent_policy)
+    records = [candidate(f, i, m, p, symbol=symbol) for f, (m, p) in specs.items()]
+    decision = decide(symbol, AS_OFS[i], records, inc, gates)
     with store.connect() as conn:
         apply(conn, decision)
     return decision
@@ -157,10 +139,8 @@ def test_record_evaluation_replaces_its_row_and_keeps_the_gate_metrics(store):
     result = backtest("good", "toggle", 1)
     art = artifact("xgboost", 0)
     inc = ChampionRef("lightgbm", BTC, AS_OFS[0], artifact("lightgbm", 0).version)
-    first = Candidate.from_backtest("xgboost", AS_OFS[0], art.version, result, "1h").metrics
-    second = Candidate.from_backtest(
-        "xgboost", AS_OFS[0], art.version, backtest("noise", "toggle", 1), "1h"
-    ).metrics
+    first = metrics_table(result, "1h")
+    second = metrics_table(backtest("noise", "toggle", 1), "1h")
     common = dict(
         family="xgboost",
         symbol=BTC,
@@ -190,10 +170,10 @@ def test_record_evaluation_replaces_its_row_and_keeps_the_gate_metrics(store):
 # --------------------------------------------------------------------------- decide + apply
 
 
-def test_highest_psr_wins_and_every_candidate_report_is_recorded(store):
+def test_highest_dsr_wins_and_every_candidate_report_is_recorded(store):
     d = promote(store, 0, {"lightgbm": ("good", "toggle"), "xgboost": ("strong", "toggle")})
-    psr = {f: d.gate_reports[f]["metrics"]["psr"] for f in ("lightgbm", "xgboost")}
-    assert psr["xgboost"] > psr["lightgbm"] >= 0.95  # both eligible, xgboost stronger
+    dsr = {f: d.gate_reports[f]["metrics"]["dsr"] for f in ("lightgbm", "xgboost")}
+    assert dsr["xgboost"] > dsr["lightgbm"] >= WORKFLOW.min_dsr  # both eligible
     assert d.action == PROMOTED
     assert (d.champion.family, d.champion.version) == ("xgboost", artifact("xgboost", 0).version)
     assert d.previous is None
@@ -211,16 +191,18 @@ def test_highest_psr_wins_and_every_candidate_report_is_recorded(store):
         assert rec["eligible"] is True
         assert [g["name"] for g in rec["report"]["gates"]] == list(GATE_NAMES)
         by_name = {g["name"]: g for g in rec["report"]["gates"]}
-        assert by_name["psr_vs_flat"]["value"] == psr[family]
-        assert by_name["sharpe"]["value"] == rec["metrics"]["sharpe"]
-        assert by_name["psr_vs_incumbent"]["reason"] == "psr_vs_incumbent: no incumbent"
+        assert by_name["dsr"]["value"] == dsr[family]
+        assert by_name["record_bars"]["value"] == rec["metrics"]["covered_bars"] == N_BARS - 1
+        assert by_name["paired_psr"]["reason"] == f"paired_psr: {NO_INCUMBENT}"
+        assert rec["metrics"]["trials"] == 2
     assert row.gate_reports["xgboost"]["rank"] == 1 and row.gate_reports["lightgbm"]["rank"] == 2
-    assert "highest PSR vs flat" in row.reason and "first champion" in row.reason
+    assert row.gate_reports["_decision"]["gates"] == WORKFLOW.as_dict()
+    assert "highest DSR (N=2 trials)" in row.reason and "first champion" in row.reason
     assert json.loads(json.dumps(d.as_dict(), allow_nan=False))["champion"]["family"] == "xgboost"
     assert hist(store, ETH).empty and current(store, ETH) is None  # other symbols untouched
 
 
-def test_equal_psr_and_sharpe_break_the_tie_on_the_family_name(store):
+def test_equal_dsr_breaks_the_tie_on_the_family_name(store):
     d = promote(store, 0, {"xgboost": ("good", "toggle"), "lightgbm": ("good", "toggle")})
     assert d.champion.family == "lightgbm"
 
@@ -255,11 +237,14 @@ def test_no_eligible_candidate_keeps_the_incumbent_and_records_every_gate_value(
         gates = {g["name"]: g for g in rec["report"]["gates"]}
         assert set(gates) == set(GATE_NAMES)
         assert all(set(g) >= {"value", "threshold", "comparator", "passed"} for g in gates.values())
-        assert gates["sharpe"]["value"] == cand.metrics["sharpe"]
+        assert gates["dsr"]["value"] == cand.metrics["dsr"]
         assert gates["trade_count"]["value"] == cand.metrics["trade_count"]
         assert gates["max_drawdown"]["value"] == abs(cand.metrics["max_drawdown"])
-        assert gates["psr_vs_incumbent"]["value"] == cand.psr_vs_incumbent is not None
         assert rec["incumbent"]["family"] == "xgboost"
+    # the incumbent is an xgboost: a refresh of xgboost needs no paired test, lightgbm does
+    assert SAME_FAMILY in row.gate_reports["xgboost"]["report"]["gates"][-1]["reason"]
+    paired = row.gate_reports["lightgbm"]["report"]["gates"][-1]
+    assert paired["value"] == d.candidates[1].metrics["paired"]["psr"] is not None
     assert "no candidate passed all gates" in row.reason and "stays champion" in row.reason
 
 
@@ -269,8 +254,8 @@ def test_no_eligible_candidate_and_no_incumbent_is_no_champion(store):
     assert production(store) == [] and current(store) is None
     rec = hist(store).iloc[0].gate_reports["lightgbm"]
     gates = {g["name"]: g for g in rec["report"]["gates"]}
-    assert gates["sharpe"]["value"] is None and gates["sharpe"]["passed"] is False
-    assert "not computable" in gates["psr_vs_flat"]["reason"]
+    assert gates["dsr"]["value"] is None and gates["dsr"]["passed"] is False
+    assert "not computable" in gates["dsr"]["reason"]
 
 
 def test_applying_the_same_decision_twice_changes_nothing(store):
@@ -317,7 +302,7 @@ def test_a_re_run_with_another_outcome_restores_the_champion_before_that_as_of(s
 
 def test_a_stale_decision_is_refused_and_changes_nothing(store):
     promote(store, 0, {"xgboost": ("strong", "toggle"), "lightgbm": ("good", "toggle")})
-    stale = decide(BTC, AS_OFS[1], [candidate("lightgbm", 1, "strong")], None, Gates())
+    stale = decide(BTC, AS_OFS[1], [candidate("lightgbm", 1, "strong")], None, WORKFLOW)
     before, rows = statuses(store), len(hist(store))
     with store.connect() as conn, pytest.raises(RegistryError, match="stale decision"):
         apply(conn, stale)
@@ -333,16 +318,15 @@ def test_an_earlier_as_of_after_a_later_one_is_refused(store):
 
 
 def test_a_candidate_whose_registered_version_changed_is_refused(store):
-    good = candidate("xgboost", 0, "strong")
-    other = Candidate(good.family, good.as_of, "0123456789ab", good.metrics, None, None)
-    d = decide(BTC, AS_OFS[0], [other], None, Gates())
+    other = replace(candidate("xgboost", 0, "strong"), version="0123456789ab")
+    d = decide(BTC, AS_OFS[0], [other], None, WORKFLOW)
     with store.connect() as conn, pytest.raises(RegistryError, match="re-evaluate"):
         apply(conn, d)
     assert production(store) == [] and hist(store).empty
 
 
 def test_apply_in_the_callers_transaction_rolls_back_with_it(store):
-    d = decide(BTC, AS_OFS[0], [candidate("xgboost", 0, "strong")], None, Gates())
+    d = decide(BTC, AS_OFS[0], [candidate("xgboost", 0, "strong")], None, WORKFLOW)
     with pytest.raises(RuntimeError, match="boom"), store.transaction() as conn:
         apply(conn, d)
         assert champion(conn, BTC) == d.champion  # visible inside the transaction
@@ -355,17 +339,17 @@ def test_apply_in_the_callers_transaction_rolls_back_with_it(store):
 
 def test_decide_refuses_inconsistent_candidates():
     c0 = candidate("xgboost", 0, "strong")
-    inc = ChampionRef("xgboost", BTC, AS_OFS[0], c0.version)
+    inc = incumbent_record(ChampionRef("xgboost", BTC, AS_OFS[0], c0.version), 0)
     with pytest.raises(RegistryError, match="duplicate"):
-        decide(BTC, AS_OFS[0], [c0, c0], None, Gates())
-    with pytest.raises(RegistryError, match="as-of"):
-        decide(BTC, AS_OFS[1], [c0], None, Gates())
+        decide(BTC, AS_OFS[0], [c0, c0], None, WORKFLOW)
+    with pytest.raises(RegistryError, match="the decision for"):
+        decide(BTC, AS_OFS[1], [c0], None, WORKFLOW)
     with pytest.raises(RegistryError, match="incumbent_for"):
-        decide(BTC, AS_OFS[0], [c0], inc, Gates())
+        decide(BTC, AS_OFS[0], [c0], inc, WORKFLOW)
 
 
 def test_apply_refuses_rollback_and_manual_decisions(store):
-    d = decide(BTC, AS_OFS[0], [candidate("xgboost", 0, "strong")], None, Gates())
+    d = decide(BTC, AS_OFS[0], [candidate("xgboost", 0, "strong")], None, WORKFLOW)
     manual = Decision(**{**d.__dict__, "action": ROLLBACK})
     with store.connect() as conn, pytest.raises(RegistryError, match="rollback"):
         apply(conn, manual)
@@ -421,31 +405,13 @@ def test_rollback_without_a_previous_champion_raises_and_changes_nothing(store):
 # --------------------------------------------------------------------------- manual
 
 
-def _record(store: DuckDBStore, cand: Candidate, incumbent: ChampionRef | None) -> None:
-    result = backtest("strong", "toggle", 1)
-    with store.connect() as conn:
-        record_evaluation(
-            conn,
-            family=cand.family,
-            symbol=BTC,
-            as_of=cand.as_of,
-            version=cand.version,
-            eval_start=result.open_time[0],
-            eval_end=result.open_time[-1],
-            bars=result.n_bars,
-            metrics=cand.metrics,
-            incumbent=incumbent,
-        )
-
-
 def test_manual_promotion_of_a_model_that_failed_its_gates_needs_force(store):
     promote(store, 0, {"xgboost": ("strong", "toggle")})
     inc = current(store)
-    failed = candidate("lightgbm", 1, "strong", "hold", incumbent_policy="random")
-    _record(store, failed, inc)
+    promote(store, 1, {"xgboost": ("noise", "toggle"), "lightgbm": ("strong", "hold")})
     with store.connect() as conn, pytest.raises(RegistryError, match="trade_count 1 < 10"):
         promote_manual(conn, BTC, "lightgbm", AS_OFS[1], "operator hunch")
-    assert production(store) == [("xgboost", 0)] and len(hist(store)) == 1
+    assert production(store) == [("xgboost", 0)] and len(hist(store)) == 2
 
     with store.connect() as conn:
         d = promote_manual(conn, BTC, "lightgbm", AS_OFS[1], "operator hunch", force=True)
@@ -461,31 +427,30 @@ def test_manual_promotion_of_a_model_that_failed_its_gates_needs_force(store):
     assert production(store) == [("xgboost", 0)]
 
 
-def test_manual_promotion_of_a_model_that_passed_is_recorded_unforced(store):
+def test_manual_promotion_of_a_model_judged_eligible_against_the_champion_is_unforced(store):
     promote(store, 0, {"xgboost": ("good", "toggle")})
-    inc = current(store)
-    good = candidate("lightgbm", 1, "strong", incumbent_policy="random")
-    _record(store, good, inc)
+    first = current(store)
+    promote(store, 1, {"xgboost": ("strong", "toggle"), "lightgbm": ("good", "toggle")})
+    assert statuses(store)[("lightgbm", 1)] == "CANDIDATE"  # eligible, not chosen
     with store.connect() as conn:
+        rollback(conn, BTC, "back to the first")
         d = promote_manual(conn, BTC, "lightgbm", AS_OFS[1], "skip the schedule")
-    assert d.action == MANUAL_PROMOTE and not d.forced
+    assert d.action == MANUAL_PROMOTE and not d.forced and d.previous == first
     assert d.reports["lightgbm"].passed
-    value = d.reports["lightgbm"].gate("psr_vs_incumbent").value
-    assert value == good.psr_vs_incumbent
     assert production(store) == [("lightgbm", 1)]
 
 
-def test_manual_promotion_needs_an_evaluation_against_the_current_champion(store):
+def test_manual_promotion_needs_a_judgement_against_the_current_champion(store):
     promote(store, 0, {"xgboost": ("good", "toggle")})
-    good = candidate("lightgbm", 1, "strong", incumbent_policy="random")
-    _record(store, good, None)  # evaluated when there was no champion
-    with store.connect() as conn, pytest.raises(RegistryError, match="psr_vs_incumbent"):
+    promote(store, 1, {"xgboost": ("strong", "toggle"), "lightgbm": ("good", "toggle")})
+    # lightgbm@1 was compared with xgboost@0; the champion is now xgboost@1
+    with store.connect() as conn, pytest.raises(RegistryError, match="paired test was against"):
         promote_manual(conn, BTC, "lightgbm", AS_OFS[1], "x")
-    with store.connect() as conn, pytest.raises(RegistryError, match="no evaluation"):
+    with store.connect() as conn, pytest.raises(RegistryError, match="no automatic decision"):
         promote_manual(conn, BTC, "xgboost", AS_OFS[2], "x")
     with store.connect() as conn, pytest.raises(RegistryError, match="already the champion"):
-        promote_manual(conn, BTC, "xgboost", AS_OFS[0], "x", force=True)
-    assert production(store) == [("xgboost", 0)]
+        promote_manual(conn, BTC, "xgboost", AS_OFS[1], "x", force=True)
+    assert production(store) == [("xgboost", 1)]
 
 
 # --------------------------------------------------------------------------- sequence
@@ -536,3 +501,38 @@ def test_three_as_of_promotions_keep_exactly_one_production_per_symbol(store):
     prev = list(zip(h.previous_family, h.previous_as_of, strict=True))
     assert prev[1:] == chain[:-1]
     assert all(json.dumps(g) for g in h.gate_reports)
+
+
+# --------------------------------------------------------------------------- retirement
+
+
+def test_a_retired_incumbent_leaves_the_symbol_flat_and_a_re_run_judges_it_again(store):
+    first = promote(store, 0, {"xgboost": ("strong", "toggle")})
+    judging = replace(WORKFLOW, min_incumbent_days=14.0)
+    # the incumbent's forward record loses 0.2 % a bar
+    losing = backtest("noise", "random", 2)
+    collapse = IncumbentRecord(
+        first.champion, AS_OFS[0] + DAY, losing.open_time, losing.returns - 0.002, 24.0
+    )
+    specs = [candidate("xgboost", 1, "noise")]
+    d = decide(BTC, AS_OFS[1], specs, collapse, judging)
+    assert d.action == "RETIRED_INCUMBENT" and d.champion is None
+    with store.connect() as conn:
+        apply(conn, d)
+        assert champion(conn, BTC) is None
+        # a re-run of this as-of is decided against the model it retired
+        assert incumbent_for(conn, BTC, AS_OFS[1]) == first.champion
+    assert statuses(store)[("xgboost", 0)] == "RETIRED" and production(store) == []
+    row = hist(store).iloc[-1]
+    assert row.action == "RETIRED_INCUMBENT" and row.previous_family == "xgboost"
+    judged = row.gate_reports["_decision"]["incumbent"]
+    assert judged["retired"] is True and "forward_psr" in judged["report"]["failed"]
+    # re-run, the incumbent now holding its floor: it is champion again
+    healthy = IncumbentRecord(
+        first.champion, AS_OFS[0] + DAY, losing.open_time, losing.returns * 0.0, 24.0
+    )
+    again = decide(BTC, AS_OFS[1], specs, healthy, judging)
+    with store.connect() as conn:
+        apply(conn, again)
+    assert again.action == KEPT_INCUMBENT and production(store) == [("xgboost", 0)]
+    assert list(hist(store).action) == [PROMOTED, KEPT_INCUMBENT]

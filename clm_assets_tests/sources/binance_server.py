@@ -135,6 +135,12 @@ def short_rows(fields: int = 5) -> Fault:
     return Fault("short_rows", row_fields=fields)
 
 
+def empty_page() -> Fault:
+    """HTTP 200 with no rows although the range holds bars (an exchange that answers a span
+    inside an outage, or a hiccup, with an empty page rather than the bars after it)."""
+    return Fault("empty_page", body="[]")
+
+
 def stale_page(start_ms: int) -> Fault:
     """Ignore ``startTime`` and answer from ``start_ms`` (a page that does not advance)."""
     return Fault("stale_page", start_ms=start_ms)

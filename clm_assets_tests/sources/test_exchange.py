@@ -33,6 +33,7 @@ from clm_assets_tests.sources.binance_server import (
     KLINES,
     BinanceServer,
     banned,
+    empty_page,
     malformed,
     ok,
     rate_limited,
@@ -137,6 +138,43 @@ def test_page_that_does_not_advance_raises(server, source):
     with pytest.raises(SourceError, match="pagination cannot advance"):
         source.fetch("BTC-USDT", "1h", T0, T0 + pd.Timedelta(hours=2500))
     assert len(server.requests_to(KLINES)) == 2
+
+
+@pytest.mark.parametrize("exchange_id", ["binance", "binanceus"])
+def test_empty_page_inside_the_range_does_not_end_pagination(server, waits, exchange_id):
+    # the second page (hours 1000-1999) comes back empty: the source moves past its span and
+    # fetches the rest; the skipped span stays a gap (never filled), validation counts it
+    source = ExchangeSource(exchange_id, api_url=server.api_url, sleep=waits.append)
+    server.push(ok(), empty_page())
+    start, end = T0, T0 + pd.Timedelta(hours=2500)
+    frame = source.fetch("BTC-USDT", "1h", start, end)
+
+    hours = (frame["open_time"] - start) // pd.Timedelta(hours=1)
+    assert list(hours) == list(range(1000)) + list(range(2000, 2500))
+    truth = expected_frame(server, "BTCUSDT", start, end)
+    kept = truth[
+        ~truth["open_time"].between(
+            start + pd.Timedelta(hours=1000), start + pd.Timedelta(hours=1999)
+        )
+    ]
+    cols = list(OHLCV_COLUMNS[:6])
+    pd.testing.assert_frame_equal(frame[cols], kept[cols].reset_index(drop=True))
+    starts = [int(r.params["startTime"]) for r in server.requests_to(KLINES)]
+    assert starts == [T0_MS, T0_MS + 1000 * HOUR_MS, T0_MS + 2000 * HOUR_MS]
+
+
+def test_empty_pages_after_now_end_the_range(server, waits):
+    # a 1m range reaching 3000 bars past "now" on an exchange paged through fetch_ohlcv: the
+    # exchange has nothing after now, and the source stops there instead of walking empty
+    # pages to the end of the range
+    now = T0 + pd.Timedelta(minutes=500)
+    server.now_ms = lambda: now.value // 1_000_000
+    source = ExchangeSource(
+        "binanceus", api_url=server.api_url, sleep=waits.append, clock=lambda: now
+    )
+    frame = source.fetch("BTC-USDT", "1m", T0, T0 + pd.Timedelta(minutes=3500))
+    assert len(frame) == 500  # the bar opened at "now" is still open
+    assert len(server.requests_to(KLINES)) <= 2
 
 
 def test_gap_is_returned_without_filling(server, source):

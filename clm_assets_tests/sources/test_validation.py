@@ -23,16 +23,24 @@ LABEL = "BTC-USD 2024-01-01..2024-01-02"
 CLEAN_CHECK = {
     "duplicate_bars": 0,
     "unsorted_bars": 0,
+    "off_grid_bars": 0,
+    "bars_outside_partition": 0,
     "ohlc_violations": 0,
     "nonpositive_prices": 0,
-    "null_values": 0,
+    "non_finite_values": 0,
     "negative_volume": 0,
+    "row_count_mismatch": 0,
 }
 
 
 @pytest.fixture
 def clean() -> pd.DataFrame:
     return random_walk_bars(48, seed=3)  # exactly [START, END) hourly
+
+
+def judge(bars: pd.DataFrame, end: pd.Timestamp = END) -> dict[str, int]:
+    """``check_candles`` on bars read back as written (the count matches)."""
+    return check_candles(bars, "1h", START, end, len(bars))
 
 
 def validate(bars: pd.DataFrame) -> tuple[pd.DataFrame, ValidationReport]:
@@ -44,7 +52,7 @@ def test_clean_bars_pass_untouched(clean: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(out, clean)
     assert report.repairs == 0 and report.missing_bars == 0
     assert (report.rows_in, report.rows_out) == (48, 48)
-    assert check_candles(out) == CLEAN_CHECK
+    assert judge(out) == CLEAN_CHECK
 
 
 # -- repaired and counted -----------------------------------------------------------------
@@ -89,7 +97,7 @@ def test_high_and_low_are_repaired_to_contain_open_and_close(clean: pd.DataFrame
     bad = clean.copy()
     bad.loc[[3, 7], "high"] = bad.loc[[3, 7], ["open", "close"]].min(axis=1) * 0.999
     bad.loc[[7, 11, 12], "low"] = bad.loc[[7, 11, 12], ["open", "close"]].max(axis=1) * 1.001
-    assert check_candles(bad)["ohlc_violations"] == 4
+    assert judge(bad)["ohlc_violations"] == 4
     out, report = validate(bad)
     assert (report.highs_repaired, report.lows_repaired) == (2, 3)
     assert report.repairs == 5
@@ -99,7 +107,7 @@ def test_high_and_low_are_repaired_to_contain_open_and_close(clean: pd.DataFrame
     np.testing.assert_array_equal(out.loc[[7, 11, 12], "low"], bottom[[7, 11, 12]])
     untouched = ~out.index.isin([3, 7, 11, 12])
     pd.testing.assert_frame_equal(out[untouched], clean[untouched])
-    assert check_candles(out) == CLEAN_CHECK
+    assert judge(out) == CLEAN_CHECK
 
 
 def test_gaps_are_counted_and_listed_never_filled(clean: pd.DataFrame) -> None:
@@ -109,7 +117,7 @@ def test_gaps_are_counted_and_listed_never_filled(clean: pd.DataFrame) -> None:
     assert report.missing_bars == 7
     hours = pd.date_range(START, periods=48, freq="h")
     assert report.first_missing == [hours[i].isoformat() for i in (0, 5, 6, 7, 30)]
-    assert check_candles(out) == CLEAN_CHECK  # gaps are reported, not a violation
+    assert judge(out) == CLEAN_CHECK  # gaps are reported, not a violation
 
 
 # -- rejected, naming the label -----------------------------------------------------------
@@ -175,6 +183,15 @@ def _set(column: str, value: float):
     return apply
 
 
+def _shift_minutes(minutes: int):
+    def apply(b: pd.DataFrame) -> pd.DataFrame:
+        b = b.copy()
+        b.loc[47, "open_time"] += pd.Timedelta(minutes=minutes)
+        return b
+
+    return apply
+
+
 def _low_above_high(b: pd.DataFrame) -> pd.DataFrame:
     b = b.copy()
     b.loc[4, "low"] = b.loc[4, "high"] * 1.01
@@ -189,18 +206,28 @@ def _low_above_high(b: pd.DataFrame) -> pd.DataFrame:
         (_set("high", 1.0), "ohlc_violations"),
         (_low_above_high, "ohlc_violations"),
         (_set("close", -2.0), "nonpositive_prices"),
-        (_set("open", np.nan), "null_values"),
+        (_set("open", np.nan), "non_finite_values"),
+        (_set("close", np.inf), "non_finite_values"),
+        (_shift_minutes(30), "off_grid_bars"),
+        (_shift_minutes(48 * 60), "bars_outside_partition"),
         (_set("volume", -1.0), "negative_volume"),
     ],
 )
 def test_check_candles_counts_each_kind_of_violation(
     clean: pd.DataFrame, break_it, violation: str
 ) -> None:
-    assert check_candles(clean) == CLEAN_CHECK
-    counts = check_candles(break_it(clean).reset_index(drop=True))
+    assert judge(clean) == CLEAN_CHECK
+    counts = judge(break_it(clean).reset_index(drop=True))
     assert counts[violation] >= 1
     if violation != "ohlc_violations":  # a bad price also breaks the OHLC bounds
         assert counts[violation] == 1
+
+
+def test_check_candles_counts_rows_that_differ_from_what_was_written(clean) -> None:
+    assert check_candles(clean, "1h", START, END, 48) == CLEAN_CHECK
+    assert check_candles(clean.iloc[:45], "1h", START, END, 48)["row_count_mismatch"] == 3
+    # no record of what was written: the stored rows cannot be vouched for
+    assert check_candles(clean, "1h", START, END, None)["row_count_mismatch"] == 1
 
 
 # -- property: messy but valid input comes out clean --------------------------------------
@@ -232,7 +259,7 @@ def test_messy_valid_input_comes_out_clean_with_exactly_its_bars(case) -> None:
     distinct, messy = case
     end = START + pd.Timedelta(hours=96)
     out, report = validate_candles(messy, "1h", START, end, LABEL)
-    assert check_candles(out) == CLEAN_CHECK
+    assert judge(out, end) == CLEAN_CHECK
     assert out["open_time"].tolist() == sorted(set(messy["open_time"]))
     assert report.rows_out == len(out) == len(distinct)
     assert report.duplicates_dropped == len(messy) - len(distinct)

@@ -15,7 +15,13 @@ import duckdb
 import pandas as pd
 import pytest
 
-from clm_assets.storage.duckdb_store import DuckDBStore, SliceCell, StorageError, TableSlice
+from clm_assets.storage.duckdb_store import (
+    DuckDBStore,
+    SliceCell,
+    StorageError,
+    TableSlice,
+    check_writable,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY1 = pd.Timestamp("2024-01-01", tz="UTC")
@@ -349,3 +355,75 @@ def test_two_processes_writing_20_partitions_each_lose_nothing(tmp_path: Path) -
     assert not stored.duplicated(["symbol", "open_time"]).any()
     per_partition = stored.groupby(["symbol", stored["open_time"].dt.date]).size()
     assert len(per_partition) == 40 and (per_partition == 24).all()
+
+
+# --------------------------------------------------------------------------- unusable paths
+
+
+def refused_at_once(path: Path) -> str:
+    """Opening ``path`` fails at once (no lock wait) with an error naming it."""
+    patient = DuckDBStore(path, lock_timeout_s=600)
+    t0 = time.monotonic()
+    with pytest.raises(StorageError) as err:
+        patient.query("SELECT 1")
+    assert time.monotonic() - t0 < 5.0
+    message = str(err.value)
+    assert str(path) in message and "\n" not in message
+    assert "600" not in message and "lock" not in message.lower()
+    return message
+
+
+def test_a_directory_is_refused_at_once_naming_it(tmp_path: Path) -> None:
+    assert "directory" in refused_at_once(tmp_path).lower()
+
+
+def test_a_path_under_a_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    parent = tmp_path / "not-a-folder"
+    parent.write_text("x")
+    refused_at_once(parent / "clm.duckdb")
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux sysfs")
+def test_a_folder_where_nothing_can_be_created_is_refused_at_once() -> None:
+    """sysfs refuses new files even to root, for whom chmod changes nothing."""
+    assert "denied" in refused_at_once(Path("/sys/kernel/clm.duckdb")).lower()
+
+
+def test_a_file_that_is_not_a_duckdb_database_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.duckdb"
+    path.write_bytes(os.urandom(8192))
+    assert "not a valid DuckDB" in refused_at_once(path)
+
+
+def test_a_truncated_database_is_refused_naming_it(seeded) -> None:
+    store, _ = seeded
+    whole = store.path.read_bytes()
+    store.path.write_bytes(whole[: len(whole) // 2])
+    refused_at_once(store.path)
+
+
+@pytest.mark.parametrize("make", ["directory", "under-a-file", "sysfs"])
+def test_check_writable_refuses_what_duckdb_could_not_write(tmp_path: Path, make: str) -> None:
+    if make == "directory":
+        path = tmp_path
+    elif make == "under-a-file":
+        (tmp_path / "file").write_text("x")
+        path = tmp_path / "file" / "deeper" / "clm.duckdb"
+    else:
+        if not Path("/sys/kernel").is_dir():
+            pytest.skip("needs Linux sysfs")
+        path = Path("/sys/kernel/clm.duckdb")
+    with pytest.raises(StorageError) as err:
+        check_writable(path)
+    assert str(path) in str(err.value)
+
+
+def test_check_writable_accepts_a_new_file_in_a_missing_folder_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "data" / "clm.duckdb"
+    check_writable(path)
+    assert list(tmp_path.iterdir()) == []
+    store = DuckDBStore(path)
+    store.replace(day_slice("AAA", DAY1), bars("AAA", DAY1))
+    check_writable(path)

@@ -7,7 +7,7 @@ import pandas as pd
 
 from clm_assets.assets.runs import DAY, day_ranges, preview
 from clm_assets.features.indicators import FEATURE_NAMES, WARMUP_BARS, compute_features
-from clm_assets.features.schema import LABEL_RETURN
+from clm_assets.features.schema import LABEL_HORIZON, LABEL_RETURN
 from clm_assets.models.windows import horizon_days
 from clm_assets.partitions import market_partitions, window_mapping
 from clm_assets.settings import Settings
@@ -78,6 +78,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
                     for day in pd.date_range(start, end, freq="D", inclusive="left")
                 ]
         frame = pd.concat(out, ignore_index=True)
+        frame[LABEL_HORIZON] = settings.label_horizon
         feature_cols = list(FEATURE_NAMES)
         nan_rows = int(frame[feature_cols].isna().any(axis=1).sum())
         return dg.Output(
@@ -87,7 +88,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 "first_bar": frame["open_time"].min().isoformat(),
                 "last_bar": frame["open_time"].max().isoformat(),
                 "feature_count": len(feature_cols),
-                "label_horizon_bars": settings.label_horizon,
+                "label_horizon": settings.label_horizon,
                 "labels_pending": int(frame[LABEL_RETURN].isna().sum()),
                 "rows_with_nan_features": nan_rows,
                 "warmup_bars": WARMUP_BARS,

@@ -5,15 +5,28 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from clm_assets.assets.runs import day_ranges, preview
-from clm_assets.partitions import market_partitions
+from clm_assets.assets.runs import DAY, day_ranges, preview
+from clm_assets.partitions import DATE, SYMBOL, market_partitions
 from clm_assets.resources.market_data import MarketDataResource
+from clm_assets.resources.storage import StorageResource
 from clm_assets.settings import Settings
+from clm_assets.sources.base import SourceError
+from clm_assets.sources.factory import source_id
 from clm_assets.sources.validation import ValidationReport, check_candles, validate_candles
+from clm_assets.storage.duckdb_store import DuckDBStore
+from clm_assets.storage.slices import symbol_slice
 
 PARTITION_EXPR = {"date": "open_time", "symbol": "symbol"}
 CANDLES_VALID = "candles_valid"
 NO_MISSING_BARS = "no_missing_bars"
+SOURCE_COLUMN = "source"
+ROWS_WRITTEN = "rows_written"
+"""Per-partition metadata: the rows the step stored, which the check finds back."""
+SCHEMA, TABLE = "market_data", "raw_ohlcv"
+
+
+class SourceMismatchError(SourceError):
+    """The table holds bars of another source: mixing them would make one series of two."""
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
@@ -30,13 +43,6 @@ def build_defs(settings: Settings) -> dg.Definitions:
         kinds={"duckdb", "pandas"},
         check_specs=[
             dg.AssetCheckSpec(
-                CANDLES_VALID,
-                asset=key,
-                blocking=True,
-                description="Stored bars are unique, ordered, positive, NaN-free and "
-                "OHLC-consistent; features never run on a failing partition.",
-            ),
-            dg.AssetCheckSpec(
                 NO_MISSING_BARS,
                 asset=key,
                 description="Every bar of the day is present. Gaps are reported, never filled.",
@@ -44,7 +50,9 @@ def build_defs(settings: Settings) -> dg.Definitions:
         ],
     )
     def raw_ohlcv(
-        context: dg.AssetExecutionContext, market_data: MarketDataResource
+        context: dg.AssetExecutionContext,
+        market_data: MarketDataResource,
+        storage: StorageResource,
     ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
         """Closed OHLCV candles of one UTC day and symbol, validated before storage.
 
@@ -53,6 +61,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
         recorded but never filled. Re-materializing a partition replaces it.
         """
         source = market_data.build()
+        origin = source_id(source)
+        refuse_other_source(storage.store, origin)
         frames, reports = [], []
         for symbol, ranges in day_ranges(context).items():
             for start, end in ranges:
@@ -62,14 +72,20 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 bars = source.fetch(symbol, settings.interval, start, end)
                 clean, report = validate_candles(bars, settings.interval, start, end, label)
                 clean.insert(1, "symbol", symbol)
+                clean[SOURCE_COLUMN] = origin
                 frames.append(clean)
                 reports.append(report)
+                for day in pd.date_range(start, end, freq="D", inclusive="left"):
+                    rows = int(clean["open_time"].between(day, day + DAY, inclusive="left").sum())
+                    context.add_asset_metadata(
+                        {ROWS_WRITTEN: rows}, partition_key=_partition_key(day, symbol)
+                    )
         frame = pd.concat(frames, ignore_index=True)
         total = _sum_reports(reports)
         yield dg.Output(
             frame,
             metadata={
-                "source": source.name,
+                "source": origin,
                 "interval": settings.interval,
                 "rows": len(frame),
                 "first_bar": frame["open_time"].min().isoformat(),
@@ -82,15 +98,6 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 ),
             },
         )
-        violations: dict[str, int] = {}
-        for _, bars in frame.groupby("symbol", sort=False):
-            for name, count in check_candles(bars).items():
-                violations[name] = violations.get(name, 0) + count
-        yield dg.AssetCheckResult(
-            check_name=CANDLES_VALID,
-            passed=not any(violations.values()),
-            metadata=violations,
-        )
         yield dg.AssetCheckResult(
             check_name=NO_MISSING_BARS,
             passed=total.missing_bars == 0,
@@ -101,7 +108,77 @@ def build_defs(settings: Settings) -> dg.Definitions:
             },
         )
 
-    return dg.Definitions(assets=[raw_ohlcv])
+    @dg.asset_check(
+        asset=raw_ohlcv,
+        name=CANDLES_VALID,
+        blocking=True,
+        partitions_def=partitions,
+        description="The bars STORED in DuckDB (read back) are unique, sorted, on the "
+        "interval grid, inside their day, finite, positive and OHLC-consistent, and as many "
+        "as the step wrote; features never run on a failing partition in the same run.",
+    )
+    def candles_valid(
+        context: dg.AssetCheckExecutionContext, storage: StorageResource
+    ) -> dg.AssetCheckResult:
+        """Reads each partition of the run back from the table and checks what is there."""
+        bad: dict[str, dict[str, int]] = {}
+        for key in context.partition_keys:
+            dims = partitions.get_partition_key_from_str(key).keys_by_dimension
+            day, symbol = pd.Timestamp(dims[DATE], tz="UTC"), dims[SYMBOL]
+            written = _rows_written(context.instance, raw_ohlcv.key, key)
+            stored = storage.store.read(
+                symbol_slice(SCHEMA, TABLE, symbol, day, day + DAY), order_by=["rowid"]
+            )
+            found = check_candles(stored, settings.interval, day, day + DAY, written)
+            if any(found.values()):
+                bad[key] = {k: v for k, v in found.items() if v}
+        return dg.AssetCheckResult(
+            passed=not bad,
+            metadata={
+                "partitions_checked": len(context.partition_keys),
+                "partitions_failing": len(bad),
+                "violations": dg.MetadataValue.json(bad),
+            },
+        )
+
+    return dg.Definitions(assets=[raw_ohlcv], asset_checks=[candles_valid])
+
+
+def _partition_key(day: pd.Timestamp, symbol: str) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({DATE: f"{day:%Y-%m-%d}", SYMBOL: symbol})
+
+
+def _rows_written(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> int | None:
+    """The row count the latest materialization of ``partition`` recorded, or None when it
+    recorded none (then the stored rows cannot be matched to a write and the check fails)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    value = records[0].asset_materialization.metadata.get(ROWS_WRITTEN)
+    return None if value is None else int(value.value)
+
+
+def refuse_other_source(store: DuckDBStore, origin: str) -> None:
+    """Refuse to add bars of ``origin`` to a table that holds bars of another source.
+
+    Checked before fetching: a deployment switched from the bundled sample to an exchange
+    (or to another synthetic seed) would otherwise stitch two unrelated price series into
+    one history, and every feature, model and backtest downstream would read it as one.
+    """
+    if not store.table_exists(SCHEMA, TABLE):
+        return
+    held = store.query(f'SELECT DISTINCT "{SOURCE_COLUMN}" FROM {SCHEMA}.{TABLE} ORDER BY 1')[
+        SOURCE_COLUMN
+    ].tolist()
+    others = [h for h in held if h != origin]
+    if others:
+        raise SourceMismatchError(
+            f"{SCHEMA}.{TABLE} in {store.path} holds bars from source {', '.join(others)}; "
+            f"refusing to write bars from {origin}. Point CLM_DB_PATH at another file, or "
+            "delete that table to start over with the new source."
+        )
 
 
 def _sum_reports(reports: list[ValidationReport]) -> ValidationReport:

@@ -1,27 +1,63 @@
-"""``promotion/promoted_model``: one recorded decision per as-of × symbol."""
+"""``promotion/promoted_model``: one recorded decision per as-of × symbol.
 
-from dataclasses import replace
+The asset is thin: :func:`decide_partitions` (callable from a test) runs the domain's
+production path (``clm_assets.promotion.scoring.decide_as_of``) and writes each decision
+(``registry.promotion.apply``); the asset attaches each partition's own decision to that
+partition's materialization.
+"""
+
+from collections.abc import Sequence
 
 import dagster as dg
 import pandas as pd
 
-from clm_assets.assets.promotion.scoring import score_candidates
+from clm_assets.assets.runs import run_config_record
 from clm_assets.models.families import FAMILIES
-from clm_assets.models.windows import windows_for
 from clm_assets.partitions import DATE, SYMBOL, as_of_window, model_partitions
-from clm_assets.registry.decisions import Decision, decide
+from clm_assets.promotion.scoring import Context, decide_as_of
+from clm_assets.registry.decisions import DECISION_KEY, Decision
+from clm_assets.registry.gates import GATE_NAMES
 from clm_assets.registry.promotion import apply, incumbent_for
+from clm_assets.resources.backtest import BacktestResource
 from clm_assets.resources.promotion import PromotionResource
 from clm_assets.resources.storage import StorageResource
 from clm_assets.settings import Settings
-from clm_assets.sources.intervals import interval_delta
+from clm_assets.storage.duckdb_store import DuckDBStore
 
 PARTITION_EXPR = {DATE: "as_of", SYMBOL: "symbol"}
 
 
+def decide_partitions(
+    store: DuckDBStore,
+    partitions: dg.MultiPartitionsDefinition,
+    keys: Sequence[str],
+    ctx: Context,
+) -> list[tuple[str, Decision]]:
+    """Decide and record each (as-of, symbol) partition of ``keys``, in time order: an
+    as-of's incumbent is the champion the earlier as-of decisions left."""
+    dims = {k: partitions.get_partition_key_from_str(k).keys_by_dimension for k in keys}
+    ordered = sorted(keys, key=lambda k: (dims[k][DATE], dims[k][SYMBOL]))
+    time_def = partitions.partitions_defs[0].partitions_def
+
+    def end_of(as_of: pd.Timestamp) -> pd.Timestamp:
+        return as_of_window(partitions, as_of)[1]
+
+    out = []
+    for key in ordered:
+        symbol = dims[key][SYMBOL]
+        window = time_def.time_window_for_partition_key(dims[key][DATE])
+        as_of, _ = as_of_window(partitions, pd.Timestamp(window.start))
+        with store.connect() as conn:
+            incumbent = incumbent_for(conn, symbol, as_of)
+        decision = decide_as_of(store, symbol, as_of, end_of, incumbent, ctx)
+        with store.connect() as conn:
+            apply(conn, decision)
+        out.append((key, decision))
+    return out
+
+
 def build_defs(settings: Settings) -> dg.Definitions:
     partitions = model_partitions(settings)
-    bar = interval_delta(settings.interval)
 
     @dg.asset(
         key=["promotion", "promoted_model"],
@@ -37,67 +73,47 @@ def build_defs(settings: Settings) -> dg.Definitions:
         context: dg.AssetExecutionContext,
         storage: StorageResource,
         promotion: PromotionResource,
+        backtest: BacktestResource,
     ) -> dg.Output[pd.DataFrame]:
-        """The champion of the symbol after this as-of: every candidate family's backtest
-        gated (trades, Sharpe, drawdown, profit factor, PSR vs flat and vs the incumbent
-        re-scored on the same window); the best eligible one replaces the incumbent, and
-        when none passes the incumbent stays. Each decision is recorded with every gate
-        value in ``registry.promotions``.
-
-        Partitions are decided in time order: an as-of's incumbent is the champion that
-        earlier as-of decisions left.
+        """The champion of the symbol after this as-of. Each family is judged by its own
+        out-of-sample record over the lookback (its models of earlier as-ofs, each trading
+        the bars of its evaluation window, stitched): record length, Deflated Sharpe Ratio
+        over the families judged, drawdown and trade floors, and a paired test against an
+        incumbent of another family. The incumbent's forward record is judged too; failing
+        its floor retires it. Every decision is recorded with every gate value in
+        ``registry.promotions``, and attached to its own partition here.
         """
-        store, gates = storage.store, promotion.gates()
-        keys = sorted(
-            (
-                partitions.get_partition_key_from_str(k).keys_by_dimension
-                for k in context.partition_keys
-            ),
-            key=lambda d: (d[DATE], d[SYMBOL]),
-        )
-        rows, decisions = [], []
-        for dims in keys:
-            symbol = dims[SYMBOL]
-            window = partitions.partitions_defs[0].partitions_def.time_window_for_partition_key(
-                dims[DATE]
+        gates, costs = promotion.gates(), backtest.costs()
+        ctx = Context(gates, costs, settings.interval)
+        decided = decide_partitions(storage.store, partitions, context.partition_keys, ctx)
+        config = run_config_record(settings, gates=gates.as_dict(), costs=costs.as_dict())
+        for key, decision in decided:
+            context.add_asset_metadata(
+                {**partition_metadata(decision), "config": dg.MetadataValue.json(config)},
+                partition_key=key,
             )
-            as_of, as_of_end = as_of_window(partitions, pd.Timestamp(window.start))
-            wins = windows_for(
-                as_of_end, settings.train_days, settings.eval_days, settings.label_horizon, bar
-            )
-            with store.connect() as conn:
-                incumbent = incumbent_for(conn, symbol, as_of)
-            scored = score_candidates(store, settings, symbol, as_of, wins, incumbent)
-            decision = decide(symbol, as_of, scored.candidates, incumbent, gates)
-            if scored.missing:  # a family without a backtest is no candidate: say so
-                decision = replace(
-                    decision,
-                    reason=f"{decision.reason} Not candidates (no evaluation for this "
-                    f"partition): {', '.join(scored.missing)}.",
-                )
-            with store.connect() as conn:
-                apply(conn, decision)
-            decisions.append((decision, scored.missing))
-            rows.append(_row(decision, scored.missing))
-        last, missing = decisions[-1]
-        return dg.Output(
-            _typed(pd.DataFrame(rows)),
-            metadata={
-                "decisions": len(decisions),
-                "action": last.action,
-                "champion": last.champion.label if last.champion else "none",
-                "reason": last.reason,
-                "missing_families": ", ".join(missing) or "none",
-                "gates": dg.MetadataValue.md(_gate_table(last)),
-                "gate_config": dg.MetadataValue.json(gates.as_dict()),
-            },
-        )
+        return dg.Output(_typed(pd.DataFrame([_row(d) for _, d in decided])))
 
     return dg.Definitions(assets=[promoted_model])
 
 
-def _row(decision: Decision, missing: list[str]) -> dict:
+def partition_metadata(decision: Decision) -> dict:
+    """What the UI shows for one partition: its own decision, nothing of the others'."""
+    record = decision.gate_reports.get(DECISION_KEY, {})
+    return {
+        "decision_id": decision.decision_id,
+        "action": decision.action,
+        "champion": decision.champion.label if decision.champion else "none",
+        "reason": decision.reason,
+        "trials": record.get("trials", 0),
+        "missing_families": ", ".join(record.get("missing_families", [])) or "none",
+        "gates": dg.MetadataValue.md(gate_table(decision)),
+    }
+
+
+def _row(decision: Decision) -> dict:
     champion, previous = decision.champion, decision.previous
+    record = decision.gate_reports.get(DECISION_KEY, {})
     return {
         "as_of": decision.as_of,
         "symbol": decision.symbol,
@@ -108,7 +124,7 @@ def _row(decision: Decision, missing: list[str]) -> dict:
         "champion_as_of": champion.as_of if champion else pd.NaT,
         "previous_family": previous.family if previous else None,
         "previous_version": previous.version if previous else None,
-        "missing_families": ",".join(missing),
+        "missing_families": ",".join(record.get("missing_families", [])),
         "reason": decision.reason,
     }
 
@@ -122,20 +138,18 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _gate_table(decision: Decision) -> str:
+def gate_table(decision: Decision) -> str:
+    """Markdown: one row per candidate family, one column per gate (value and outcome)."""
     if not decision.reports:
         return "no candidates"
-    names = [g.name for g in next(iter(decision.reports.values())).gates]
-    head = "| family | " + " | ".join(names) + " | verdict |\n|---|" + "---|" * (len(names) + 1)
+    head = "| family | " + " | ".join(GATE_NAMES) + " | verdict |\n|---|"
+    head += "---|" * (len(GATE_NAMES) + 1)
     lines = []
     for family, report in decision.reports.items():
         cells = []
         for g in report.gates:
             value = "n/a" if g.value is None else f"{g.value:.3g}"
             cells.append(f"{'✅' if g.passed else '❌'} {value}")
-        lines.append(
-            f"| {family} | "
-            + " | ".join(cells)
-            + f" | {'eligible' if report.passed else 'rejected'} |"
-        )
+        verdict = "eligible" if report.passed else "rejected"
+        lines.append(f"| {family} | " + " | ".join(cells) + f" | {verdict} |")
     return head + "\n" + "\n".join(lines)

@@ -94,12 +94,18 @@ def model_asset(family: str, settings: Settings) -> dg.AssetsDefinition:
             except ModelError as exc:
                 raise ModelError(f"{family} {key}: {exc}") from exc
             artifact = ModelArtifact(
-                family, dims[SYMBOL], as_of, model.to_bytes(), card, code_version(family)
+                family,
+                dims[SYMBOL],
+                as_of,
+                model.to_bytes(),
+                card,
+                code_version(family),
+                train_seconds=model.train_seconds,
             )
             artifacts.append(artifact)
             lines.append(
                 f"| {key} | {card.train_start[:16]} → {card.train_end[:16]} | {card.rows} | "
-                f"{card.train_seconds:.1f} | {len(artifact.blob) / 1e6:.2f} | {artifact.version} |"
+                f"{model.train_seconds:.1f} | {len(artifact.blob) / 1e6:.2f} | {artifact.version} |"
             )
         return dg.Output(TrainedModels(artifacts), metadata=_metadata(artifacts, lines))
 
@@ -128,7 +134,7 @@ def _metadata(artifacts: list[ModelArtifact], lines: list[str]) -> dict:
         "models": len(artifacts),
         "rows": card.rows,
         "features": len(card.feature_columns),
-        "training_seconds": round(sum(a.card.train_seconds for a in artifacts), 2),
+        "training_seconds": round(sum(a.train_seconds for a in artifacts), 2),
         "model_bytes": len(last.blob),
         "version": last.version,
         "data_hash": card.data_hash,
