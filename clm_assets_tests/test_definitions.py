@@ -39,7 +39,10 @@ def _partitions(partitions_def: dg.PartitionsDefinition | None) -> dict | None:
 
 def graph_snapshot(defs: dg.Definitions) -> dict:
     graph = defs.resolve_asset_graph()
-    specs = {key: list(a.check_specs) for a in graph.assets_defs for key in a.keys}
+    specs: dict[dg.AssetKey, list[dg.AssetCheckSpec]] = {}
+    for assets_def in graph.assets_defs:  # checks defined apart from their asset included
+        for spec in assets_def.check_specs:
+            specs.setdefault(spec.asset_key, []).append(spec)
     assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
@@ -53,7 +56,8 @@ def graph_snapshot(defs: dg.Definitions) -> dict:
             if node.backfill_policy
             else None,
             "checks": sorted(
-                f"{spec.name}{' (blocking)' if spec.blocking else ''}" for spec in specs[key]
+                f"{spec.name}{' (blocking)' if spec.blocking else ''}"
+                for spec in specs.get(key, [])
             ),
         }
     return {"assets": assets}
