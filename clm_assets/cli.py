@@ -20,6 +20,7 @@ import pandas as pd
 
 from clm_assets.backtest.walkforward import WalkForwardError
 from clm_assets.models.families import FAMILIES
+from clm_assets.numbers import fmt_number
 from clm_assets.registry.decisions import ChampionRef, RegistryError
 from clm_assets.settings import Settings, SettingsError
 from clm_assets.storage.duckdb_store import DuckDBStore, StorageError
@@ -172,9 +173,9 @@ def _print_evaluation(ev: dict | None, version: str) -> None:
         return
     m = ev["metrics"]
     keys = ("sharpe", "sortino", "max_drawdown", "profit_factor", "win_rate", "trade_count", "psr")
-    shown = "  ".join(f"{k}={_fmt(m.get(k))}" for k in keys)
+    shown = "  ".join(f"{k}={fmt_number(m.get(k))}" for k in keys)
     print(f"  evaluation [{ev['eval_start']:%Y-%m-%d} → {ev['eval_end']:%Y-%m-%d}]: {shown}")
-    print(f"  buy-and-hold sharpe={_fmt(m.get('bh_sharpe'))}")
+    print(f"  buy-and-hold sharpe={fmt_number(m.get('bh_sharpe'))}")
 
 
 def _print_gates(chose: pd.DataFrame, champ: ChampionRef) -> None:
@@ -281,12 +282,10 @@ def metrics_vs_benchmark(m: dict) -> str:
         "psr",
     )
     lines = [f"  {'metric':<16}{'strategy':>12}{'buy & hold':>12}"]
-    lines += [f"  {k:<16}{_fmt(m.get(k)):>12}{_fmt(m.get('bh_' + k)):>12}" for k in keys]
+    lines += [
+        f"  {k:<16}{fmt_number(m.get(k)):>12}{fmt_number(m.get('bh_' + k)):>12}" for k in keys
+    ]
     return "\n".join(lines)
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from clm_assets.assets.training.assets import lookback_days
 from clm_assets.definitions import build_definitions
 from clm_assets.features.indicators import FEATURE_NAMES
 from clm_assets.models.families import FAMILIES
+from clm_assets.numbers import fmt_number
 from clm_assets.pipeline import materialize_days
 from clm_assets.registry.evaluations import evaluation
 from clm_assets.registry.promotion import champion, history
@@ -115,14 +116,14 @@ def _print_models(store, settings, as_of, train_s, eval_s) -> None:
             m, v = ev["metrics"], versions.loc[family]
             print(
                 f"{family:<14}{v.train_seconds:>8.1f}{v.size_bytes / 1e6:>7.2f}"
-                + "".join(f"{_fmt(m.get(k)):>10}" for k, _ in COLUMNS)
+                + "".join(f"{fmt_number(m.get(k), 3):>10}" for k, _ in COLUMNS)
             )
             paths.append((family, ev["tearsheet_path"]))
             bh = m
         if bh is not None:
             print(
                 f"{'buy & hold':<14}{'':>15}"
-                + "".join(f"{_fmt(bh.get('bh_' + k)):>10}" for k, _ in COLUMNS)
+                + "".join(f"{fmt_number(bh.get('bh_' + k), 3):>10}" for k, _ in COLUMNS)
             )
         champ = champion(conn, "BTC-USD")
         last = history(conn, "BTC-USD").iloc[-1]
@@ -133,7 +134,3 @@ def _print_models(store, settings, as_of, train_s, eval_s) -> None:
     print("tearsheets:")
     for family, path in paths:
         print(f"  {family:<10} {path}")
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3g}"

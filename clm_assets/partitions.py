@@ -15,6 +15,10 @@ from clm_assets.settings import Settings
 DATE = "date"
 DAILY = "0 0 * * *"
 SYMBOL = "symbol"
+MARKET_PARTITION_EXPR = {DATE: "open_time", SYMBOL: "symbol"}
+"""Bar-level assets: a day partition is the bars that open on that UTC day."""
+AS_OF_PARTITION_EXPR = {DATE: "as_of", SYMBOL: "symbol"}
+"""Model-level assets: a partition is the rows made as of that partition's start."""
 
 
 def market_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
@@ -76,5 +80,26 @@ def as_of_window(
     time_def = partitions.partitions_defs[0].partitions_def
     assert isinstance(time_def, dg.TimeWindowPartitionsDefinition)
     key = time_def.get_partition_key_for_timestamp(pd.Timestamp(as_of).timestamp())
-    window = time_def.time_window_for_partition_key(key)
+    return as_of_bounds(partitions, key)
+
+
+def as_of_bounds(
+    partitions: dg.MultiPartitionsDefinition, date_key: str
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``(as_of, as_of_end)`` of a date key: models are stamped with the start, and their
+    windows end at the end, when the partition's bars are complete."""
+    time_def = partitions.partitions_defs[0].partitions_def
+    assert isinstance(time_def, dg.TimeWindowPartitionsDefinition)
+    window = time_def.time_window_for_partition_key(date_key)
     return pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC")
+
+
+def partition_key_of(
+    partitions: dg.MultiPartitionsDefinition, as_of: pd.Timestamp, symbol: str
+) -> str:
+    """The as-of × symbol key of an as-of time: where a step attaches that partition's own
+    metadata when it handles several partitions."""
+    time_def = partitions.partitions_defs[0].partitions_def
+    assert isinstance(time_def, dg.TimeWindowPartitionsDefinition)
+    date_key = time_def.get_partition_key_for_timestamp(pd.Timestamp(as_of).timestamp())
+    return str(dg.MultiPartitionKey({DATE: date_key, SYMBOL: symbol}))

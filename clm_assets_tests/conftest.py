@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import dagster as dg
@@ -34,14 +35,23 @@ def instance() -> dg.DagsterInstance:
         yield inst
 
 
-def materialize(settings: Settings, selection: list[str], first: str, last: str):
-    """One in-process run of ``selection`` over days ``[first, last]`` × every symbol."""
+def materialize(
+    settings: Settings,
+    selection: list[str],
+    first: str,
+    last: str,
+    instance: dg.DagsterInstance | None = None,
+):
+    """One in-process run of ``selection`` over days ``[first, last]`` × every symbol, in
+    ``instance`` (a fresh ephemeral one by default)."""
     import pandas as pd
 
     from clm_assets.definitions import build_definitions
     from clm_assets.pipeline import materialize_days
 
-    with dg.DagsterInstance.ephemeral() as instance:
+    with contextlib.ExitStack() as stack:
+        if instance is None:
+            instance = stack.enter_context(dg.DagsterInstance.ephemeral())
         return materialize_days(
             build_definitions(settings),
             settings,
@@ -50,3 +60,21 @@ def materialize(settings: Settings, selection: list[str], first: str, last: str)
             pd.Timestamp(last, tz="UTC"),
             instance,
         )
+
+
+def partition_metadata(
+    settings: Settings, asset: str, first: str, last: str
+) -> dict[str, dict[str, dg.MetadataValue]]:
+    """One in-process run of ``asset`` over days ``[first, last]``, and the metadata each
+    partition's materialization left in the instance: what the UI shows per partition."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        materialize(settings, [asset], first, last, instance)
+        records = instance.fetch_materializations(
+            dg.AssetKey.from_user_string(asset), limit=1000
+        ).records
+    metadata: dict[str, dict[str, dg.MetadataValue]] = {}
+    for record in records:  # newest first
+        event = record.asset_materialization
+        assert event is not None and event.partition is not None
+        metadata.setdefault(event.partition, dict(event.metadata))
+    return metadata

@@ -10,6 +10,21 @@ import pandas as pd
 
 from clm_assets.features.schema import LABEL_RETURN, LABEL_SIGN
 
+FAST_PARAMS: dict[str, dict] = {
+    "xgboost": {"n_estimators": 10},
+    "lightgbm": {"n_estimators": 10},
+    "nhits": {"max_steps": 3, "input_size": 24, "mlp_units": [[32, 32]] * 3},
+    "patchtst": {"max_steps": 3, "input_size": 24},
+    "ppo": {
+        "iterations": 1,
+        "train_batch_size": 128,
+        "minibatch_size": 64,
+        "num_epochs": 1,
+        "window": 64,
+    },
+}
+"""The fewest steps that still exercise every family's whole fit → bytes → load path."""
+
 
 def random_walk_bars(
     n: int = 2000, seed: int = 0, start: str = "2024-01-01", freq: str = "1h"

@@ -45,17 +45,6 @@ def preview(frame: pd.DataFrame, columns: list[str], rows: int = 5) -> dg.Metada
     return dg.MetadataValue.md(tail.to_markdown(index=False, floatfmt=".6g"))
 
 
-def partition_key_of(
-    partitions: dg.MultiPartitionsDefinition, as_of: pd.Timestamp, symbol: str
-) -> str:
-    """The as-of × symbol key of an as-of time: where a step attaches that partition's own
-    metadata when it handles several partitions."""
-    time_def = partitions.partitions_defs[0].partitions_def
-    assert isinstance(time_def, dg.TimeWindowPartitionsDefinition)
-    date_key = time_def.get_partition_key_for_timestamp(pd.Timestamp(as_of).timestamp())
-    return str(dg.MultiPartitionKey({DATE: date_key, SYMBOL: symbol}))
-
-
 GRAPH_SETTINGS = (
     "source", "symbols", "interval", "start_date", "end_date", "model_cron",
     "train_days", "eval_days", "label_horizon",

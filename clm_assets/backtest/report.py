@@ -7,11 +7,11 @@ import io
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from clm_assets.backtest.engine import BacktestResult
 from clm_assets.backtest.metrics import periods_per_year
+from clm_assets.numbers import fmt_number
 
 
 def write_tearsheet(result: BacktestResult, path: Path, title: str, interval: str) -> Path:
@@ -59,12 +59,6 @@ def equity_png(result: BacktestResult, buy_and_hold: BacktestResult, title: str)
 
 def png_markdown(png: bytes, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
-
-
-def fmt_number(value: float | None, digits: int = 4) -> str:
-    """How every table shows a number: ``digits`` significant digits, and ``n/a`` for an
-    undefined value (never a stand-in number)."""
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
 
 
 def metrics_markdown(metrics: dict[str, float | None], keys: list[str]) -> str:

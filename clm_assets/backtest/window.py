@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from clm_assets.backtest.evaluate import Evaluation, EvaluationError, evaluate
-from clm_assets.features.schema import KEY_COLUMNS
+from clm_assets.features.schema import KEY_COLUMNS, check_label_horizon
 from clm_assets.models.artifact import ModelArtifact
 from clm_assets.models.windows import Windows
 from clm_assets.sources.intervals import interval_delta
@@ -105,12 +105,15 @@ def evaluate_on_window(
     consumer: str,
 ) -> Evaluation:
     """The stored model replayed on the evaluation window with the given costs; refused
-    when the window is not out of sample for it (:func:`check_out_of_sample`)."""
+    when the window is not out of sample for it (:func:`check_out_of_sample`) or the features
+    are labelled for another horizon than the model's (its prediction metrics would compare
+    against the wrong target)."""
     bar = interval_delta(interval)
     check_out_of_sample(artifact, wins, bar)
     features, bars = read_window(
         store, artifact.symbol, wins.eval_start, wins.eval_end, bar, consumer
     )
+    check_label_horizon(features, artifact.card.horizon, consumer)
     return evaluate(
         artifact.load(),
         features,

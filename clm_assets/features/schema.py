@@ -32,3 +32,27 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
 def label_columns(frame: pd.DataFrame) -> list[str]:
     """The targets (``LABEL_HORIZON`` shares the prefix but is not one)."""
     return [c for c in frame.columns if c.startswith(LABEL_PREFIX) and c != LABEL_HORIZON]
+
+
+class HorizonMismatchError(ValueError):
+    """Features labelled for one horizon read by a consumer that expects another."""
+
+
+def check_label_horizon(frame: pd.DataFrame, expected: int, consumer: str) -> None:
+    """Refuse features whose labels look a different number of bars ahead than ``expected``.
+
+    Changing ``CLM_LABEL_HORIZON`` does not re-materialize stored features, so without this
+    a model would silently learn (or be scored against) the old horizon's labels.
+    """
+    if LABEL_HORIZON not in frame.columns:
+        raise HorizonMismatchError(
+            f"{consumer}: the stored features have no {LABEL_HORIZON} column (written by an "
+            "older clm); re-materialize features"
+        )
+    found = sorted(int(h) for h in frame[LABEL_HORIZON].dropna().unique())
+    if found and found != [expected]:
+        raise HorizonMismatchError(
+            f"{consumer}: the stored features are labelled {', '.join(map(str, found))} bars ahead"
+            f" but {expected} bars are expected; re-materialize features with "
+            f"CLM_LABEL_HORIZON={expected} (or set it back to what the features were built with)"
+        )

@@ -32,6 +32,7 @@ from clm_assets.backtest.metrics import (
     max_drawdown_of,
     probabilistic_sharpe_ratio,
 )
+from clm_assets.numbers import fmt_number
 from clm_assets.promotion.record import FamilyRecord
 from clm_assets.registry._db import json_safe, utc, utc_now
 from clm_assets.registry.decisions import (
@@ -193,10 +194,6 @@ def _gates_of(
     return GateReport(tuple(results))
 
 
-def _fmt(value: float | None) -> str:
-    return "None" if value is None else f"{value:.4g}"
-
-
 def _check(
     symbol: str, as_of: pd.Timestamp, records: Sequence[FamilyRecord], incumbent: Any
 ) -> None:
@@ -308,7 +305,7 @@ def decide(
     if eligible:
         best = eligible[0]
         action, champion = PROMOTED, ChampionRef(best.family, symbol, as_of, best.version)
-        ranking = ", ".join(f"{r.family} dsr {_fmt(dsr[r.family])}" for r in eligible)
+        ranking = ", ".join(f"{r.family} dsr {fmt_number(dsr[r.family])}" for r in eligible)
         if incumbent is None:
             replaces = "first champion of the symbol"
         elif incumbent.ref.family == best.family:

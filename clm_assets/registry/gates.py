@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from clm_assets.numbers import fmt_number
+
 NOT_COMPUTABLE = "not computable"
 NO_INCUMBENT = "no incumbent"
 SAME_FAMILY = "same family as the incumbent (a refresh of the procedure that was judged)"
@@ -174,10 +176,6 @@ def finite_or_none(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
 def compare(
     name: str, value: Any, threshold: float, comparator: str, *, why_none: str = NOT_COMPUTABLE
 ) -> GateResult:
@@ -201,7 +199,7 @@ def compare(
         float(threshold),
         comparator,
         bool(passed),
-        f"{name} {_fmt(number)} {shown} {_fmt(threshold)}",
+        f"{name} {fmt_number(number)} {shown} {fmt_number(threshold)}",
     )
 
 

@@ -23,23 +23,11 @@ from clm_assets.registry.promotion import champion, promote_manual
 from clm_assets.settings import Settings
 from clm_assets.storage.duckdb_store import DuckDBStore
 from clm_assets_tests.conftest import materialize
+from clm_assets_tests.factories import FAST_PARAMS
 
 SYMBOL = "BTC-USD"
 AS_OF = pd.Timestamp("2018-12-31", tz="UTC")
 KEY = f"2018-12-31|{SYMBOL}"
-TINY = {
-    "xgboost": {"n_estimators": 10},
-    "lightgbm": {"n_estimators": 10},
-    "nhits": {"max_steps": 3, "input_size": 24, "mlp_units": [[32, 32]] * 3},
-    "patchtst": {"max_steps": 3, "input_size": 24},
-    "ppo": {
-        "iterations": 1,
-        "train_batch_size": 128,
-        "minibatch_size": 64,
-        "num_epochs": 1,
-        "window": 64,
-    },
-}
 
 
 def _train(settings: Settings, families: list[str]) -> None:
@@ -67,7 +55,7 @@ def _registry(settings: Settings) -> pd.DataFrame:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, pd.DataFrame]:
     """Features for December 2018 and the five models of the 2018-12-31 partition."""
     db = tmp_path_factory.mktemp("champion") / "clm.duckdb"
-    settings = Settings(db_path=db, train_days=10, eval_days=3, model_params=TINY)
+    settings = Settings(db_path=db, train_days=10, eval_days=3, model_params=FAST_PARAMS)
     materialize(settings, ["market_data/raw_ohlcv"], "2018-11-10", "2018-12-31")
     materialize(settings, ["features/features"], "2018-12-10", "2018-12-31")
     _train(settings, list(FAMILIES))

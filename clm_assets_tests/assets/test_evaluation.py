@@ -15,14 +15,14 @@ from clm_assets.backtest.walkforward import walk_forward
 from clm_assets.backtest.window import LeakageError
 from clm_assets.cli import main as clm
 from clm_assets.definitions import build_definitions
-from clm_assets.pipeline import materialize_days
+from clm_assets.features.schema import HorizonMismatchError
 from clm_assets.registry.decisions import AUTOMATIC_ACTIONS
 from clm_assets.registry.promotion import champion, history
 from clm_assets.settings import Settings
 from clm_assets.storage.duckdb_store import DuckDBStore
 from clm_assets.storage.models import ModelChecksumError, read_model
 from clm_assets.storage.slices import MissingPartitionsError
-from clm_assets_tests.conftest import materialize
+from clm_assets_tests.conftest import materialize, partition_metadata
 
 FAST = {
     "xgboost": {"n_estimators": 30, "nthread": 1},
@@ -113,29 +113,14 @@ def test_each_partition_of_a_multi_as_of_run_shows_its_own_metrics(db: Path) -> 
     """One step evaluates three as-ofs; each partition's materialization in the instance
     carries the version and Sharpe of its own registry row, not the last partition's."""
     settings = _settings(db)
-    key = dg.AssetKey(["evaluation", "backtest_xgboost"])
-    with dg.DagsterInstance.ephemeral() as instance:
-        materialize_days(
-            build_definitions(settings),
-            settings,
-            ["evaluation/backtest_xgboost"],
-            pd.Timestamp("2018-12-29", tz="UTC"),
-            pd.Timestamp("2018-12-31", tz="UTC"),
-            instance,
-        )
-        events = {
-            day: instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[f"{day}|BTC-USD"]), limit=1
-            ).records[0]
-            for day in ("2018-12-29", "2018-12-30", "2018-12-31")
-        }
+    metas = partition_metadata(settings, "evaluation/backtest_xgboost", "2018-12-29", "2018-12-31")
     rows = DuckDBStore(db).query(
         "SELECT as_of, version, sharpe FROM registry.evaluations WHERE family = 'xgboost'"
     )
     assert rows["version"].nunique() == 3
-    for day, record in events.items():
-        row = rows[rows["as_of"].astype(str).str.startswith(day)].iloc[0]
-        meta = record.asset_materialization.metadata
+    assert len(metas) == 3
+    for key, meta in metas.items():
+        row = rows[rows["as_of"].astype(str).str.startswith(key.split("|")[0])].iloc[0]
         assert meta["version"].value == row["version"]
         assert meta["sharpe"].value == pytest.approx(row["sharpe"], rel=1e-12)
         assert meta["config"].value["costs"]["fee_bps"] == 10.0
@@ -146,6 +131,16 @@ def test_evaluating_with_other_windows_than_training_is_refused(db: Path) -> Non
     into their training labels and must not be scored (it would be in sample)."""
     with pytest.raises(LeakageError, match=r"trained on bars 2018-12-06.*2018-12-25T23:00"):
         _run(_settings(db, eval_days=10), ["evaluation/backtest_xgboost"], "2018-12-31|BTC-USD")
+    assert not DuckDBStore(db).table_exists("registry", "evaluations")
+
+
+def test_features_relabelled_for_another_horizon_are_not_scored(db: Path) -> None:
+    """The features were re-built with another CLM_LABEL_HORIZON than the stored models
+    were trained for: their accuracy would be measured against a target they never had."""
+    with DuckDBStore(db).connect() as conn:
+        conn.execute("UPDATE features.features SET label_horizon = 6")
+    with pytest.raises(HorizonMismatchError, match=r"labelled 6 bars ahead but 4 bars"):
+        _run(_settings(db), ["evaluation/backtest_xgboost"], "2018-12-31|BTC-USD")
     assert not DuckDBStore(db).table_exists("registry", "evaluations")
 
 

@@ -9,23 +9,16 @@ import pytest
 from clm_assets.assets.features.assets import warmup_days
 from clm_assets.definitions import build_definitions
 from clm_assets.features.schema import LABEL_HORIZON, LABEL_RETURN, label_columns
-from clm_assets.pipeline import materialize_days
 from clm_assets.settings import Settings
 from clm_assets.storage.duckdb_store import DuckDBStore
 from clm_assets.storage.slices import MissingPartitionsError
+from clm_assets_tests.conftest import materialize
 
 RAW, FEATURES = "market_data/raw_ohlcv", "features/features"
 
 
 def _days(settings: Settings, selection: str, first: str, last: str, instance):
-    return materialize_days(
-        build_definitions(settings),
-        settings,
-        [selection],
-        pd.Timestamp(first, tz="UTC"),
-        pd.Timestamp(last, tz="UTC"),
-        instance,
-    )
+    return materialize(settings, [selection], first, last, instance)
 
 
 def _features(settings: Settings) -> pd.DataFrame:

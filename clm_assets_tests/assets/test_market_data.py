@@ -11,7 +11,7 @@ import pytest
 
 from clm_assets.assets.market_data.assets import SourceMismatchError
 from clm_assets.definitions import build_definitions
-from clm_assets.pipeline import materialize_days, range_tags
+from clm_assets.pipeline import range_tags
 from clm_assets.settings import Settings
 from clm_assets.sources.base import (
     ExchangeUnavailableError,
@@ -20,7 +20,7 @@ from clm_assets.sources.base import (
 )
 from clm_assets.sources.synthetic import SyntheticSource
 from clm_assets.storage.duckdb_store import DuckDBStore
-from clm_assets_tests.conftest import synthetic_settings
+from clm_assets_tests.conftest import materialize, synthetic_settings
 
 RAW = "market_data/raw_ohlcv"
 DAY = pd.Timedelta(days=1)
@@ -33,14 +33,7 @@ def _raw(settings: Settings) -> pd.DataFrame:
 
 
 def _run(settings: Settings, first: str, last: str, instance: dg.DagsterInstance):
-    return materialize_days(
-        build_definitions(settings),
-        settings,
-        [RAW],
-        pd.Timestamp(first, tz="UTC"),
-        pd.Timestamp(last, tz="UTC"),
-        instance,
-    )
+    return materialize(settings, [RAW], first, last, instance)
 
 
 def test_stores_the_sources_bars_once_per_partition(

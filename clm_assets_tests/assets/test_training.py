@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from clm_assets.assets.training.assets import _training_frame
 from clm_assets.definitions import build_definitions
+from clm_assets.features.schema import HorizonMismatchError
 from clm_assets.models.base import ModelError
 from clm_assets.models.families import FAMILIES, model_class
 from clm_assets.models.windows import horizon_days, windows_for
@@ -23,7 +24,7 @@ from clm_assets.sources.intervals import INTERVALS
 from clm_assets.storage.duckdb_store import DuckDBStore, SliceCell, TableSlice
 from clm_assets.storage.models import ModelChecksumError
 from clm_assets.storage.slices import MissingPartitionsError
-from clm_assets_tests.conftest import materialize
+from clm_assets_tests.conftest import materialize, partition_metadata
 
 AS_OF = "2018-12-31|BTC-USD"
 TINY = {
@@ -146,6 +147,41 @@ def test_missing_training_days_are_named_and_nothing_registered(sample_db: Path)
         "SELECT * FROM registry.model_versions WHERE as_of = '2018-11-10'"
     )
     assert rows.empty
+
+
+def test_each_partition_of_a_multi_as_of_run_shows_its_own_card(sample_db: Path) -> None:
+    """One step trains two as-ofs; each partition's materialization in the instance names
+    the version, window and settings of its own model, not the last one's."""
+    settings = _settings(sample_db)
+    metas = {
+        key.split("|")[0]: meta
+        for key, meta in partition_metadata(
+            settings, "models/lightgbm", "2018-12-30", "2018-12-31"
+        ).items()
+    }
+    rows = (
+        DuckDBStore(sample_db)
+        .query(
+            "SELECT strftime(as_of, '%Y-%m-%d') AS day, version, rows, rows_unlabeled "
+            "FROM registry.model_versions WHERE family = 'lightgbm'"
+        )
+        .set_index("day")
+    )
+    for day, meta in metas.items():
+        assert meta["version"].value == rows.loc[day, "version"]
+        assert meta["rows"].value == rows.loc[day, "rows"]
+        assert meta["rows_unlabeled"].value == rows.loc[day, "rows_unlabeled"]
+        assert meta["label_horizon"].value == settings.label_horizon
+        assert meta["config"].value["training"]["seed"] == settings.model_seed
+        assert meta["config"].value["settings"]["train_days"] == 20
+    assert metas["2018-12-30"]["train_window"].value != metas["2018-12-31"]["train_window"].value
+
+
+def test_features_labelled_for_another_horizon_are_refused(sample_db: Path) -> None:
+    """CLM_LABEL_HORIZON changed after the features were built: the model would learn the
+    old horizon's labels as if they were the new one's."""
+    with pytest.raises(HorizonMismatchError, match=r"labelled 4 bars ahead but 6 bars"):
+        _train(_settings(sample_db, label_horizon=6), "xgboost")
 
 
 def test_horizon_longer_than_the_window_is_refused(tmp_path: Path) -> None:

@@ -20,30 +20,17 @@ from pathlib import Path
 import pytest
 
 from clm_assets.models.families import FAMILIES, model_class
-from clm_assets_tests.factories import simple_feature_frame
+from clm_assets_tests.factories import FAST_PARAMS, simple_feature_frame
 
 HORIZON = 4
 SEED = 5
-TINY: dict[str, dict] = {
-    "xgboost": {"n_estimators": 20},
-    "lightgbm": {"n_estimators": 20},
-    "nhits": {"input_size": 24, "max_steps": 3, "mlp_units": [[32, 32]] * 3},
-    "patchtst": {"input_size": 24, "max_steps": 3},
-    "ppo": {
-        "iterations": 1,
-        "train_batch_size": 128,
-        "minibatch_size": 64,
-        "num_epochs": 1,
-        "window": 64,
-    },
-}
 REPO = Path(__file__).parents[2]
 
 
 def fit_bytes(family: str) -> bytes:
     """The bytes of one tiny fit of ``family`` on a fixed frame with :data:`SEED`."""
     frame = simple_feature_frame(400, seed=2, horizon=HORIZON)
-    model = model_class(family)(TINY[family], seed=SEED)
+    model = model_class(family)(FAST_PARAMS[family], seed=SEED)
     model.fit(frame, HORIZON)
     return model.to_bytes()
 

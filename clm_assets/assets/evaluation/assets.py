@@ -5,13 +5,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from clm_assets.assets.runs import partition_key_of, run_config_record
+from clm_assets.assets.runs import run_config_record
 from clm_assets.assets.training.assets import FEATURES_KEY, lookback_days
 from clm_assets.backtest.evaluate import Evaluation
 from clm_assets.backtest.metrics import buy_and_hold
 from clm_assets.backtest.report import (
     equity_png,
-    fmt_number,
     metrics_markdown,
     png_markdown,
     write_tearsheet,
@@ -20,12 +19,13 @@ from clm_assets.backtest.window import Costs, evaluate_on_window
 from clm_assets.models.artifact import ModelArtifact, TrainedModels
 from clm_assets.models.families import FAMILIES
 from clm_assets.models.windows import Windows, windows_for
+from clm_assets.numbers import fmt_number
 from clm_assets.partitions import (
+    AS_OF_PARTITION_EXPR,
     DAILY,
-    DATE,
-    SYMBOL,
     as_of_window,
     model_partitions,
+    partition_key_of,
     window_mapping,
 )
 from clm_assets.registry.evaluations import record_evaluation
@@ -35,7 +35,6 @@ from clm_assets.settings import Settings
 from clm_assets.sources.intervals import interval_delta
 
 RAW_KEY = dg.AssetKey(["market_data", "raw_ohlcv"])
-PARTITION_EXPR = {DATE: "as_of", SYMBOL: "symbol"}
 SHOWN = [
     "total_return", "sharpe", "sortino", "max_drawdown", "cagr", "volatility", "win_rate",
     "profit_factor", "exposure", "trade_count", "avg_trade_return", "psr",
@@ -65,7 +64,7 @@ def backtest_asset(family: str, settings: Settings) -> dg.AssetsDefinition:
             dg.AssetDep(RAW_KEY, partition_mapping=mapping),
         ],
         io_manager_key="duckdb_io",
-        metadata={"partition_expr": PARTITION_EXPR, "family": family},
+        metadata={"partition_expr": AS_OF_PARTITION_EXPR, "family": family},
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"pandas", "duckdb"},
         tags={"family": family},

@@ -9,12 +9,10 @@ from clm_assets.assets.runs import DAY, day_ranges, preview
 from clm_assets.features.indicators import FEATURE_NAMES, WARMUP_BARS, compute_features
 from clm_assets.features.schema import LABEL_HORIZON, LABEL_RETURN
 from clm_assets.models.windows import horizon_days
-from clm_assets.partitions import market_partitions, window_mapping
+from clm_assets.partitions import MARKET_PARTITION_EXPR, market_partitions, window_mapping
 from clm_assets.settings import Settings
 from clm_assets.sources.intervals import interval_delta
 from clm_assets.storage.slices import require_days
-
-PARTITION_EXPR = {"date": "open_time", "symbol": "symbol"}
 
 
 def warmup_days(interval: str) -> int:
@@ -40,7 +38,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
                 partition_mapping=window_mapping(lookback, ahead),
             )
         },
-        metadata={"partition_expr": PARTITION_EXPR, "feature_names": list(FEATURE_NAMES)},
+        metadata={"partition_expr": MARKET_PARTITION_EXPR, "feature_names": list(FEATURE_NAMES)},
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "pandas"},
     )

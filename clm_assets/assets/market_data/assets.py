@@ -1,12 +1,13 @@
 """``market_data/raw_ohlcv``: one row per closed bar, per UTC day × symbol."""
 
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 import pandas as pd
 
 from clm_assets.assets.runs import DAY, day_ranges, preview
-from clm_assets.partitions import DATE, SYMBOL, market_partitions
+from clm_assets.partitions import DATE, MARKET_PARTITION_EXPR, SYMBOL, market_partitions
 from clm_assets.resources.market_data import MarketDataResource
 from clm_assets.resources.storage import StorageResource
 from clm_assets.settings import Settings
@@ -16,7 +17,6 @@ from clm_assets.sources.validation import ValidationReport, check_candles, valid
 from clm_assets.storage.duckdb_store import DuckDBStore
 from clm_assets.storage.slices import symbol_slice
 
-PARTITION_EXPR = {"date": "open_time", "symbol": "symbol"}
 CANDLES_VALID = "candles_valid"
 NO_MISSING_BARS = "no_missing_bars"
 SOURCE_COLUMN = "source"
@@ -38,7 +38,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         group_name="market_data",
         partitions_def=partitions,
         io_manager_key="duckdb_io",
-        metadata={"partition_expr": PARTITION_EXPR},
+        metadata={"partition_expr": MARKET_PARTITION_EXPR},
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "pandas"},
         check_specs=[
@@ -120,18 +120,26 @@ def build_defs(settings: Settings) -> dg.Definitions:
     def candles_valid(
         context: dg.AssetCheckExecutionContext, storage: StorageResource
     ) -> dg.AssetCheckResult:
-        """Reads each partition of the run back from the table and checks what is there."""
-        bad: dict[str, dict[str, int]] = {}
+        """Reads the run's partitions back from the table (one query per symbol) and checks
+        each day against the row count its materialization recorded."""
+        written = _rows_written(context.instance, raw_ohlcv.key, context.partition_keys)
+        days: dict[str, list[pd.Timestamp]] = defaultdict(list)
         for key in context.partition_keys:
             dims = partitions.get_partition_key_from_str(key).keys_by_dimension
-            day, symbol = pd.Timestamp(dims[DATE], tz="UTC"), dims[SYMBOL]
-            written = _rows_written(context.instance, raw_ohlcv.key, key)
+            days[dims[SYMBOL]].append(pd.Timestamp(dims[DATE], tz="UTC"))
+        bad: dict[str, dict[str, int]] = {}
+        for symbol, starts in days.items():
             stored = storage.store.read(
-                symbol_slice(SCHEMA, TABLE, symbol, day, day + DAY), order_by=["rowid"]
+                symbol_slice(SCHEMA, TABLE, symbol, min(starts), max(starts) + DAY),
+                order_by=["rowid"],
             )
-            found = check_candles(stored, settings.interval, day, day + DAY, written)
-            if any(found.values()):
-                bad[key] = {k: v for k, v in found.items() if v}
+            by_day = dict(iter(stored.groupby(stored["open_time"].dt.floor("D"), sort=False)))
+            for day in starts:
+                key = str(_partition_key(day, symbol))
+                rows = by_day.get(day, stored.iloc[:0])
+                found = check_candles(rows, settings.interval, day, day + DAY, written.get(key))
+                if any(found.values()):
+                    bad[key] = {k: v for k, v in found.items() if v}
         return dg.AssetCheckResult(
             passed=not bad,
             metadata={
@@ -148,16 +156,30 @@ def _partition_key(day: pd.Timestamp, symbol: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({DATE: f"{day:%Y-%m-%d}", SYMBOL: symbol})
 
 
-def _rows_written(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> int | None:
-    """The row count the latest materialization of ``partition`` recorded, or None when it
-    recorded none (then the stored rows cannot be matched to a write and the check fails)."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    value = records[0].asset_materialization.metadata.get(ROWS_WRITTEN)
-    return None if value is None else int(value.value)
+def _rows_written(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partitions: Sequence[str]
+) -> dict[str, int | None]:
+    """The row count the latest materialization of each partition recorded (None when it
+    recorded none: then the stored rows cannot be matched to a write and the check fails).
+
+    Read newest first in pages until every partition is found: a backfill's check asks
+    about hundreds of partitions, which one query per partition made the slowest step.
+    """
+    wanted, found = set(partitions), {}
+    records_filter = dg.AssetRecordsFilter(asset_key=key, asset_partitions=list(partitions))
+    cursor = None
+    while wanted - found.keys():
+        page = instance.fetch_materializations(records_filter, limit=1000, cursor=cursor)
+        for record in page.records:
+            event = record.asset_materialization
+            if event is None or event.partition in found:
+                continue
+            value = event.metadata.get(ROWS_WRITTEN)
+            found[event.partition] = None if value is None else int(value.value)
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return found
 
 
 def refuse_other_source(store: DuckDBStore, origin: str) -> None:

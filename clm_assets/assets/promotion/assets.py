@@ -13,7 +13,14 @@ import pandas as pd
 
 from clm_assets.assets.runs import run_config_record
 from clm_assets.models.families import FAMILIES
-from clm_assets.partitions import DATE, SYMBOL, as_of_window, model_partitions
+from clm_assets.partitions import (
+    AS_OF_PARTITION_EXPR,
+    DATE,
+    SYMBOL,
+    as_of_bounds,
+    as_of_window,
+    model_partitions,
+)
 from clm_assets.promotion.scoring import Context, decide_as_of
 from clm_assets.registry.decisions import DECISION_KEY, Decision
 from clm_assets.registry.gates import GATE_NAMES
@@ -23,8 +30,6 @@ from clm_assets.resources.promotion import PromotionResource
 from clm_assets.resources.storage import StorageResource
 from clm_assets.settings import Settings
 from clm_assets.storage.duckdb_store import DuckDBStore
-
-PARTITION_EXPR = {DATE: "as_of", SYMBOL: "symbol"}
 
 
 def decide_partitions(
@@ -37,7 +42,6 @@ def decide_partitions(
     as-of's incumbent is the champion the earlier as-of decisions left."""
     dims = {k: partitions.get_partition_key_from_str(k).keys_by_dimension for k in keys}
     ordered = sorted(keys, key=lambda k: (dims[k][DATE], dims[k][SYMBOL]))
-    time_def = partitions.partitions_defs[0].partitions_def
 
     def end_of(as_of: pd.Timestamp) -> pd.Timestamp:
         return as_of_window(partitions, as_of)[1]
@@ -45,8 +49,7 @@ def decide_partitions(
     out = []
     for key in ordered:
         symbol = dims[key][SYMBOL]
-        window = time_def.time_window_for_partition_key(dims[key][DATE])
-        as_of, _ = as_of_window(partitions, pd.Timestamp(window.start))
+        as_of, _ = as_of_bounds(partitions, dims[key][DATE])
         with store.connect() as conn:
             incumbent = incumbent_for(conn, symbol, as_of)
         decision = decide_as_of(store, symbol, as_of, end_of, incumbent, ctx)
@@ -65,7 +68,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         partitions_def=partitions,
         deps=[dg.AssetKey(["evaluation", f"backtest_{f}"]) for f in FAMILIES],
         io_manager_key="duckdb_io",
-        metadata={"partition_expr": PARTITION_EXPR},
+        metadata={"partition_expr": AS_OF_PARTITION_EXPR},
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb"},
     )
@@ -105,7 +108,7 @@ def partition_metadata(decision: Decision) -> dict:
         "action": decision.action,
         "champion": decision.champion.label if decision.champion else "none",
         "reason": decision.reason,
-        "trials": record.get("trials", 0),
+        "trials": record.get("trials", "n/a"),
         "missing_families": ", ".join(record.get("missing_families", [])) or "none",
         "gates": dg.MetadataValue.md(gate_table(decision)),
     }

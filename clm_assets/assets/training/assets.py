@@ -3,12 +3,21 @@
 import dagster as dg
 import pandas as pd
 
-from clm_assets.features.schema import KEY_COLUMNS
+from clm_assets.assets.runs import run_config_record
+from clm_assets.features.schema import KEY_COLUMNS, check_label_horizon
 from clm_assets.models.artifact import ModelArtifact, TrainedModels, code_version
 from clm_assets.models.base import ModelError
 from clm_assets.models.families import FAMILIES, model_class
 from clm_assets.models.windows import Windows, horizon_days, windows_for
-from clm_assets.partitions import DAILY, DATE, SYMBOL, model_partitions, window_mapping
+from clm_assets.partitions import (
+    AS_OF_PARTITION_EXPR,
+    DAILY,
+    DATE,
+    SYMBOL,
+    as_of_bounds,
+    model_partitions,
+    window_mapping,
+)
 from clm_assets.resources.storage import StorageResource
 from clm_assets.resources.training import TrainingResource
 from clm_assets.settings import Settings
@@ -16,7 +25,6 @@ from clm_assets.sources.intervals import interval_delta
 from clm_assets.storage.slices import require_days, symbol_slice
 
 FEATURES_KEY = dg.AssetKey(["features", "features"])
-PARTITION_EXPR = {DATE: "as_of", SYMBOL: "symbol"}
 KINDS = {
     "xgboost": "xgboost",
     "lightgbm": "lightgbm",
@@ -48,7 +56,6 @@ def lookback_days(settings: Settings) -> int:
 
 def model_asset(family: str, settings: Settings) -> dg.AssetsDefinition:
     partitions = model_partitions(settings)
-    bar = interval_delta(settings.interval)
     daily = settings.model_cron == DAILY
     # Lineage shows the exact days a daily as-of partition trains on; other cadences
     # depend on the overlapping features days (the window is read explicitly either way).
@@ -65,7 +72,7 @@ def model_asset(family: str, settings: Settings) -> dg.AssetsDefinition:
         partitions_def=partitions,
         deps=[dep],
         io_manager_key="duckdb_io",
-        metadata={"partition_expr": PARTITION_EXPR, "family": family},
+        metadata={"partition_expr": AS_OF_PARTITION_EXPR, "family": family},
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={KINDS[family]},
         tags={"family": family},
@@ -73,43 +80,50 @@ def model_asset(family: str, settings: Settings) -> dg.AssetsDefinition:
     def _train(
         context: dg.AssetExecutionContext, storage: StorageResource, training: TrainingResource
     ) -> dg.Output[TrainedModels]:
-        artifacts, lines = [], []
-        for key in context.partition_keys:
-            dims = partitions.get_partition_key_from_str(key).keys_by_dimension
-            window = partitions.partitions_defs[0].partitions_def.time_window_for_partition_key(
-                dims[DATE]
-            )
-            as_of = pd.Timestamp(window.start).tz_convert("UTC")
-            wins = windows_for(
-                pd.Timestamp(window.end).tz_convert("UTC"),
-                settings.train_days,
-                settings.eval_days,
-                settings.label_horizon,
-                bar,
-            )
-            frame = _training_frame(storage, dims[SYMBOL], wins, key, settings.label_horizon)
-            model = model_class(family)(params=training.params_for(family), seed=training.seed)
-            try:
-                card = model.fit(frame, settings.label_horizon)
-            except ModelError as exc:
-                raise ModelError(f"{family} {key}: {exc}") from exc
-            artifact = ModelArtifact(
-                family,
-                dims[SYMBOL],
-                as_of,
-                model.to_bytes(),
-                card,
-                code_version(family),
-                train_seconds=model.train_seconds,
-            )
-            artifacts.append(artifact)
-            lines.append(
-                f"| {key} | {card.train_start[:16]} → {card.train_end[:16]} | {card.rows} | "
-                f"{model.train_seconds:.1f} | {len(artifact.blob) / 1e6:.2f} | {artifact.version} |"
-            )
-        return dg.Output(TrainedModels(artifacts), metadata=_metadata(artifacts, lines))
+        return train_models(context, family, settings, storage, training)
 
     return _train
+
+
+def train_models(
+    context: dg.AssetExecutionContext,
+    family: str,
+    settings: Settings,
+    storage: StorageResource,
+    training: TrainingResource,
+) -> dg.Output[TrainedModels]:
+    """Fit one model per partition of the step on its trailing window; each partition's
+    materialization carries its own card, version and settings."""
+    partitions = model_partitions(settings)
+    bar = interval_delta(settings.interval)
+    artifacts = []
+    for key in context.partition_keys:
+        dims = partitions.get_partition_key_from_str(key).keys_by_dimension
+        as_of, as_of_end = as_of_bounds(partitions, dims[DATE])
+        wins = windows_for(
+            as_of_end, settings.train_days, settings.eval_days, settings.label_horizon, bar
+        )
+        frame = _training_frame(storage, dims[SYMBOL], wins, key, settings.label_horizon)
+        model = model_class(family)(params=training.params_for(family), seed=training.seed)
+        try:
+            card = model.fit(frame, settings.label_horizon)
+        except ModelError as exc:
+            raise ModelError(f"{family} {key}: {exc}") from exc
+        artifact = ModelArtifact(
+            family,
+            dims[SYMBOL],
+            as_of,
+            model.to_bytes(),
+            card,
+            code_version(family),
+            train_seconds=model.train_seconds,
+        )
+        artifacts.append(artifact)
+        config = run_config_record(
+            settings, training={"seed": training.seed, "params": training.params}
+        )
+        context.add_asset_metadata(_metadata(artifact, config), partition_key=key)
+    return dg.Output(TrainedModels(artifacts))
 
 
 def _training_frame(
@@ -119,6 +133,7 @@ def _training_frame(
     table = symbol_slice("features", "features", symbol, wins.train_start, wins.train_end)
     frame = storage.store.read(table, order_by=[f'"{c}"' for c in KEY_COLUMNS])
     require_days(frame, symbol, wins.train_start, wins.train_end, f"the model for {key}")
+    check_label_horizon(frame, horizon, f"the model for {key}")
     if horizon >= len(frame):
         raise ModelError(
             f"{key}: the label horizon ({horizon} bars) is not shorter than the training "
@@ -127,23 +142,20 @@ def _training_frame(
     return frame
 
 
-def _metadata(artifacts: list[ModelArtifact], lines: list[str]) -> dict:
-    last = artifacts[-1]
-    card = last.card
+def _metadata(artifact: ModelArtifact, config: dict) -> dict:
+    card = artifact.card
     meta: dict = {
-        "models": len(artifacts),
+        "version": artifact.version,
         "rows": card.rows,
+        "rows_unlabeled": card.rows_unlabeled,
         "features": len(card.feature_columns),
-        "training_seconds": round(sum(a.train_seconds for a in artifacts), 2),
-        "model_bytes": len(last.blob),
-        "version": last.version,
+        "training_seconds": round(artifact.train_seconds, 2),
+        "model_bytes": len(artifact.blob),
         "data_hash": card.data_hash,
         "train_window": f"{card.train_start} → {card.train_end}",
-        "params": dg.MetadataValue.json(card.params if len(str(card.params)) < 4000 else {}),
-        "partitions": dg.MetadataValue.md(
-            "| partition | training window | rows | train s | MB | version |\n"
-            "|---|---|---:|---:|---:|---|\n" + "\n".join(lines)
-        ),
+        "label_horizon": card.horizon,
+        "params": dg.MetadataValue.json(card.params),
+        "config": dg.MetadataValue.json(config),
     }
     if card.top_features:
         top = sorted(card.top_features.items(), key=lambda kv: -kv[1])
