@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -228,6 +228,7 @@ def decide(
     gates: Gates,
     *,
     missing: Sequence[str] = (),
+    made_with: Mapping[str, Any] | None = None,
 ) -> Decision:
     """Gate every family's record, judge the incumbent, pick the champion of
     (``symbol``, ``as_of``).
@@ -237,7 +238,9 @@ def decide(
     by family name. An eligible candidate replaces the incumbent (PROMOTED); otherwise a
     retired incumbent leaves the symbol flat (RETIRED_INCUMBENT), a standing one stays
     (KEPT_INCUMBENT), and without one the symbol has no champion (NO_CHAMPION).
-    ``missing`` names families without an evaluation of this as-of (not candidates).
+    ``missing`` names families without an evaluation of this as-of (not candidates);
+    ``made_with`` (costs, interval) is recorded beside the gates, so a decision can be
+    recomputed from its row alone.
     """
     as_of = utc(as_of)
     _check(symbol, as_of, records, incumbent)
@@ -289,9 +292,10 @@ def decide(
         }
         for c in candidates
     }
-    gate_reports[DECISION_KEY] = _decision_record(
-        trials, gates, incumbent, incumbent_report, missing
-    )
+    gate_reports[DECISION_KEY] = {
+        **_decision_record(trials, gates, incumbent, incumbent_report, missing),
+        **(made_with or {}),
+    }
 
     where = f"{symbol} as of {as_of.isoformat()}"
     rejected = [

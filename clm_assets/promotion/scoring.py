@@ -167,4 +167,12 @@ def decide_as_of(
         if incumbent is None
         else incumbent_record(store, incumbent, end_of(incumbent.as_of), as_of_end, ctx)
     )
-    return decide(symbol, as_of, records, inc, ctx.gates, missing=missing)
+    return decide(
+        symbol,
+        as_of,
+        records,
+        inc,
+        ctx.gates,
+        missing=missing,
+        made_with={"costs": ctx.costs.as_dict(), "interval": ctx.interval},
+    )

@@ -54,6 +54,7 @@ def record_evaluation(
     bars: int,
     metrics: Mapping[str, Any],
     tearsheet_path: str | None = None,
+    costs: Mapping[str, Any] | None = None,
     incumbent: ChampionRef | None = None,
 ) -> None:
     """Insert or replace the evaluation of (``family``, ``symbol``, ``as_of``).
@@ -61,7 +62,8 @@ def record_evaluation(
     ``metrics`` are ``metrics_table`` keys (stored whole as JSON, NaN as null; the gate
     metrics also as columns); ``incumbent`` is the champion ``psr_vs_incumbent`` was
     computed against (None: there was none), so a later manual promotion can tell whether
-    that comparison still concerns the current champion.
+    that comparison still concerns the current champion; ``costs`` are the fees, slippage
+    and long-only switch the returns were computed with.
     """
     if int(bars) < 0:
         raise RegistryError(f"bars must be >= 0, got {bars}")
@@ -76,9 +78,9 @@ def record_evaluation(
         conn.execute(
             "INSERT INTO registry.evaluations (family, symbol, as_of, version, eval_start, "
             "eval_end, bars, metrics, sharpe, max_drawdown, profit_factor, trade_count, "
-            "psr_vs_flat, tearsheet_path, incumbent_family, incumbent_as_of, "
+            "psr_vs_flat, tearsheet_path, costs, incumbent_family, incumbent_as_of, "
             "incumbent_version, evaluated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 *key,
                 version,
@@ -92,6 +94,7 @@ def record_evaluation(
                 None if trades is None else round(trades),
                 finite_or_none(metrics.get("psr")),
                 tearsheet_path,
+                None if costs is None else dumps(dict(costs)),
                 None if incumbent is None else incumbent.family,
                 None if incumbent is None else naive(incumbent.as_of),
                 None if incumbent is None else incumbent.version,

@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS registry.evaluations (
     trade_count BIGINT,
     psr_vs_flat DOUBLE,
     tearsheet_path VARCHAR,
+    costs JSON,
     incumbent_family VARCHAR,
     incumbent_as_of TIMESTAMP,
     incumbent_version VARCHAR,

@@ -115,7 +115,8 @@ def test_each_partition_of_a_multi_as_of_run_shows_its_own_metrics(db: Path) -> 
     settings = _settings(db)
     metas = partition_metadata(settings, "evaluation/backtest_xgboost", "2018-12-29", "2018-12-31")
     rows = DuckDBStore(db).query(
-        "SELECT as_of, version, sharpe FROM registry.evaluations WHERE family = 'xgboost'"
+        "SELECT as_of, version, sharpe, costs->>'fee_bps' AS fee FROM registry.evaluations "
+        "WHERE family = 'xgboost'"
     )
     assert rows["version"].nunique() == 3
     assert len(metas) == 3
@@ -123,7 +124,7 @@ def test_each_partition_of_a_multi_as_of_run_shows_its_own_metrics(db: Path) -> 
         row = rows[rows["as_of"].astype(str).str.startswith(key.split("|")[0])].iloc[0]
         assert meta["version"].value == row["version"]
         assert meta["sharpe"].value == pytest.approx(row["sharpe"], rel=1e-12)
-        assert meta["config"].value["costs"]["fee_bps"] == 10.0
+        assert meta["config"].value["costs"]["fee_bps"] == 10.0 == float(row["fee"])
 
 
 def test_evaluating_with_other_windows_than_training_is_refused(db: Path) -> None:

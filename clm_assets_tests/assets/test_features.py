@@ -62,14 +62,22 @@ def test_first_partitions_warm_up_on_what_exists_and_say_so(
 ) -> None:
     _days(synthetic, RAW, "2024-01-01", "2024-01-03", instance)
     result = _days(synthetic, FEATURES, "2024-01-02", "2024-01-03", instance)
-    meta = result.asset_materializations_for_node("features__features")[0].metadata
-    assert "warm-up partial" in meta["warmup"].value
-    assert meta["rows_with_nan_features"].value > 0
-    # The last day has no next day yet: its final `horizon` labels per symbol are pending.
-    assert meta["labels_pending"].value == synthetic.label_horizon * len(synthetic.symbols)
+    meta = {
+        str(m.partition): m.metadata
+        for m in result.asset_materializations_for_node("features__features")
+    }
+    for symbol in synthetic.symbols:
+        first, last = meta[f"2024-01-02|{symbol}"], meta[f"2024-01-03|{symbol}"]
+        assert first["warmup"].value.startswith("partial: the source's data starts 2024-01-01")
+        assert "1 of 30 days" in first["warmup"].value and "2 of 30" in last["warmup"].value
+        assert first["rows_with_nan_features"].value > 0
+        # Only the last day lacks its next day: its final `horizon` labels are pending.
+        assert first["labels_pending"].value == 0
+        assert last["labels_pending"].value == synthetic.label_horizon
+        assert first["rows"].value == last["rows"].value == 24
     stored = _features(synthetic)
     # The horizon the labels were made with travels with them, for training to check.
-    assert meta["label_horizon"].value == synthetic.label_horizon
+    assert last["label_horizon"].value == synthetic.label_horizon
     assert set(stored[LABEL_HORIZON]) == {synthetic.label_horizon}
     pending = stored[stored[LABEL_RETURN].isna()]
     assert (pending["open_time"] >= pd.Timestamp("2024-01-03 20:00", tz="UTC")).all()

@@ -51,14 +51,20 @@ def test_stores_the_sources_bars_once_per_partition(
         got = got.reset_index(drop=True)
         pd.testing.assert_frame_equal(got, expected)
 
-    materialization = result.asset_materializations_for_node("market_data__raw_ohlcv")[0]
-    meta = materialization.metadata
-    assert meta["rows"].value == 144
-    assert meta["source"].value == "synthetic:seed=7"
+    materializations = result.asset_materializations_for_node("market_data__raw_ohlcv")
+    assert len(materializations) == 6
+    for materialization in materializations:  # each day × symbol shows its own bars
+        meta = materialization.metadata
+        day = str(materialization.partition).split("|")[0]
+        assert meta["rows_written"].value == 24
+        assert meta["first_bar"].value == f"{day}T00:00:00+00:00"
+        assert meta["last_bar"].value == f"{day}T23:00:00+00:00"
+        assert meta["missing_bars"].value == 0
+        assert meta["step_rows"].value == 144  # the whole step, named as such
+        assert meta["step_repairs"].value == 0
+        assert meta["source"].value == "synthetic:seed=7"
+        assert "| open_time" in meta["preview"].value
     assert set(stored["source"]) == {"synthetic:seed=7"}
-    assert meta["missing_bars"].value == 0
-    assert meta["repairs"].value == 0
-    assert "| open_time" in meta["preview"].value
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"candles_valid": True, "no_missing_bars": True}
 

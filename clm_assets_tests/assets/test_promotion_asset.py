@@ -66,4 +66,6 @@ def test_each_partition_of_a_multi_partition_run_carries_its_own_decision(
         assert "| xgboost |" in meta["gates"].value
     assert "insufficient record: 503 bars < 516" in rows.iloc[1]["reason"]
     assert rows.iloc[2]["champion_family"] == "xgboost"
-    assert rows.iloc[2]["gate_reports"]["_decision"]["gates"]["lookback_days"] == 30
+    made_with = rows.iloc[2]["gate_reports"]["_decision"]
+    assert made_with["gates"]["lookback_days"] == 30
+    assert made_with["costs"] == events["2024-01-23"]["config"].value["costs"]

@@ -123,6 +123,7 @@ def backtest_models(
                 bars=ev.result.n_bars,
                 metrics=ev.metrics,
                 tearsheet_path=str(tearsheet),
+                costs=costs.as_dict(),
             )
         per_bar = ev.result.to_frame()
         per_bar.insert(0, "as_of", artifact.as_of)

@@ -9,7 +9,13 @@ from clm_assets.assets.runs import DAY, day_ranges, preview
 from clm_assets.features.indicators import FEATURE_NAMES, WARMUP_BARS, compute_features
 from clm_assets.features.schema import LABEL_HORIZON, LABEL_RETURN
 from clm_assets.models.windows import horizon_days
-from clm_assets.partitions import MARKET_PARTITION_EXPR, market_partitions, window_mapping
+from clm_assets.partitions import (
+    DATE,
+    MARKET_PARTITION_EXPR,
+    SYMBOL,
+    market_partitions,
+    window_mapping,
+)
 from clm_assets.settings import Settings
 from clm_assets.sources.intervals import interval_delta
 from clm_assets.storage.slices import require_days
@@ -21,15 +27,13 @@ def warmup_days(interval: str) -> int:
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
-    partitions = market_partitions(settings)
     lookback = warmup_days(settings.interval)
     ahead = horizon_days(settings.label_horizon, interval_delta(settings.interval))
-    first_day = pd.Timestamp(settings.start_date, tz="UTC")
 
     @dg.asset(
         key=["features", "features"],
         group_name="features",
-        partitions_def=partitions,
+        partitions_def=market_partitions(settings),
         io_manager_key="duckdb_io",
         ins={
             "raw_ohlcv": dg.AssetIn(
@@ -53,51 +57,64 @@ def build_defs(settings: Settings) -> dg.Definitions:
         up; a missing earlier day is an error naming it, not a silently shorter window.
         Labels of the day's last bars stay null until the next day's bars exist.
         """
-        out, notes = [], []
-        for symbol, ranges in day_ranges(context).items():
-            bars = raw_ohlcv[raw_ohlcv["symbol"] == symbol].drop(columns="symbol")
-            for start, end in ranges:
-                window_start = max(start - lookback * DAY, first_day)
-                require_days(bars, symbol, window_start, end, "features")
-                if start - lookback * DAY < first_day:
-                    notes.append(
-                        f"{symbol} {start:%Y-%m-%d}: warm-up partial, the source's data "
-                        f"starts {first_day:%Y-%m-%d} ({lookback} days wanted)"
-                    )
-                out += [
-                    _day_features(
-                        bars,
-                        day,
-                        max(day - lookback * DAY, first_day),
-                        day + (1 + ahead) * DAY,
-                        symbol,
-                        settings.label_horizon,
-                    )
-                    for day in pd.date_range(start, end, freq="D", inclusive="left")
-                ]
-        frame = pd.concat(out, ignore_index=True)
-        frame[LABEL_HORIZON] = settings.label_horizon
-        feature_cols = list(FEATURE_NAMES)
-        nan_rows = int(frame[feature_cols].isna().any(axis=1).sum())
-        return dg.Output(
-            frame,
-            metadata={
-                "rows": len(frame),
-                "first_bar": frame["open_time"].min().isoformat(),
-                "last_bar": frame["open_time"].max().isoformat(),
-                "feature_count": len(feature_cols),
-                "label_horizon": settings.label_horizon,
-                "labels_pending": int(frame[LABEL_RETURN].isna().sum()),
-                "rows_with_nan_features": nan_rows,
-                "warmup_bars": WARMUP_BARS,
-                "warmup": "; ".join(notes)
-                if notes
-                else f"complete ({lookback} days before each day)",
-                "preview": preview(frame, ["open_time", "symbol", *feature_cols[:4], LABEL_RETURN]),
-            },
-        )
+        return compute_days(context, settings, raw_ohlcv)
 
     return dg.Definitions(assets=[features])
+
+
+def compute_days(
+    context: dg.AssetExecutionContext, settings: Settings, raw_ohlcv: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
+    """Features of each day of the step on its own warm-up window; each partition records
+    its own rows, pending labels and warm-up."""
+    lookback = warmup_days(settings.interval)
+    ahead = horizon_days(settings.label_horizon, interval_delta(settings.interval))
+    first_day = pd.Timestamp(settings.start_date, tz="UTC")
+    feature_cols = list(FEATURE_NAMES)
+    out = []
+    for symbol, ranges in day_ranges(context).items():
+        bars = raw_ohlcv[raw_ohlcv["symbol"] == symbol].drop(columns="symbol")
+        for start, end in ranges:
+            require_days(bars, symbol, max(start - lookback * DAY, first_day), end, "features")
+            for day in pd.date_range(start, end, freq="D", inclusive="left"):
+                window_start = max(day - lookback * DAY, first_day)
+                frame = _day_features(
+                    bars,
+                    day,
+                    window_start,
+                    day + (1 + ahead) * DAY,
+                    symbol,
+                    settings.label_horizon,
+                )
+                out.append(frame)
+                warmup = (
+                    f"partial: the source's data starts {first_day:%Y-%m-%d}, "
+                    f"{(day - window_start) // DAY} of {lookback} days loaded"
+                    if day - lookback * DAY < first_day
+                    else f"complete ({lookback} days before the day)"
+                )
+                context.add_asset_metadata(
+                    {
+                        "rows": len(frame),
+                        "labels_pending": int(frame[LABEL_RETURN].isna().sum()),
+                        "rows_with_nan_features": int(frame[feature_cols].isna().any(axis=1).sum()),
+                        "warmup": warmup,
+                    },
+                    partition_key=dg.MultiPartitionKey({DATE: f"{day:%Y-%m-%d}", SYMBOL: symbol}),
+                )
+    frame = pd.concat(out, ignore_index=True)
+    frame[LABEL_HORIZON] = settings.label_horizon
+    return dg.Output(
+        frame,
+        metadata={
+            "label_horizon": settings.label_horizon,
+            "feature_count": len(feature_cols),
+            "warmup_bars": WARMUP_BARS,
+            "step_partitions": len(context.partition_keys),
+            "step_rows": len(frame),
+            "preview": preview(frame, ["open_time", "symbol", *feature_cols[:4], LABEL_RETURN]),
+        },
+    )
 
 
 def _day_features(

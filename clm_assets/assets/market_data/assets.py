@@ -13,6 +13,7 @@ from clm_assets.resources.storage import StorageResource
 from clm_assets.settings import Settings
 from clm_assets.sources.base import SourceError
 from clm_assets.sources.factory import source_id
+from clm_assets.sources.intervals import interval_delta
 from clm_assets.sources.validation import ValidationReport, check_candles, validate_candles
 from clm_assets.storage.duckdb_store import DuckDBStore
 from clm_assets.storage.slices import symbol_slice
@@ -60,53 +61,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         synthetic), duplicates and ordering repaired, broken bars rejected; gaps are
         recorded but never filled. Re-materializing a partition replaces it.
         """
-        source = market_data.build()
-        origin = source_id(source)
-        refuse_other_source(storage.store, origin)
-        frames, reports = [], []
-        for symbol, ranges in day_ranges(context).items():
-            for start, end in ranges:
-                label = (
-                    f"{source.name}:{symbol} {settings.interval} [{start:%Y-%m-%d}, {end:%Y-%m-%d})"
-                )
-                bars = source.fetch(symbol, settings.interval, start, end)
-                clean, report = validate_candles(bars, settings.interval, start, end, label)
-                clean.insert(1, "symbol", symbol)
-                clean[SOURCE_COLUMN] = origin
-                frames.append(clean)
-                reports.append(report)
-                for day in pd.date_range(start, end, freq="D", inclusive="left"):
-                    rows = int(clean["open_time"].between(day, day + DAY, inclusive="left").sum())
-                    context.add_asset_metadata(
-                        {ROWS_WRITTEN: rows}, partition_key=_partition_key(day, symbol)
-                    )
-        frame = pd.concat(frames, ignore_index=True)
-        total = _sum_reports(reports)
-        yield dg.Output(
-            frame,
-            metadata={
-                "source": origin,
-                "interval": settings.interval,
-                "rows": len(frame),
-                "first_bar": frame["open_time"].min().isoformat(),
-                "last_bar": frame["open_time"].max().isoformat(),
-                "repairs": total.repairs,
-                **{k: v for k, v in total.as_dict().items() if k != "first_missing"},
-                "first_missing_bars": ", ".join(total.first_missing) or "none",
-                "preview": preview(
-                    frame, ["open_time", "symbol", "open", "high", "low", "close", "volume"]
-                ),
-            },
-        )
-        yield dg.AssetCheckResult(
-            check_name=NO_MISSING_BARS,
-            passed=total.missing_bars == 0,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "missing_bars": total.missing_bars,
-                "first_missing": ", ".join(total.first_missing) or "none",
-            },
-        )
+        yield from fetch_bars(context, settings, market_data, storage)
 
     @dg.asset_check(
         asset=raw_ohlcv,
@@ -150,6 +105,68 @@ def build_defs(settings: Settings) -> dg.Definitions:
         )
 
     return dg.Definitions(assets=[raw_ohlcv], asset_checks=[candles_valid])
+
+
+def fetch_bars(
+    context: dg.AssetExecutionContext,
+    settings: Settings,
+    market_data: MarketDataResource,
+    storage: StorageResource,
+) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
+    """Fetch and validate the step's days; each partition records its own bars (what the
+    ``candles_valid`` check finds back), the step its validation counts (``step_*``)."""
+    source = market_data.build()
+    origin = source_id(source)
+    refuse_other_source(storage.store, origin)
+    per_day = pd.Timedelta(days=1) // interval_delta(settings.interval)
+    frames, reports = [], []
+    for symbol, ranges in day_ranges(context).items():
+        for start, end in ranges:
+            label = f"{source.name}:{symbol} {settings.interval} [{start:%Y-%m-%d}, {end:%Y-%m-%d})"
+            bars = source.fetch(symbol, settings.interval, start, end)
+            clean, report = validate_candles(bars, settings.interval, start, end, label)
+            clean.insert(1, "symbol", symbol)
+            clean[SOURCE_COLUMN] = origin
+            frames.append(clean)
+            reports.append(report)
+            for day in pd.date_range(start, end, freq="D", inclusive="left"):
+                times = clean["open_time"][clean["open_time"].between(day, day + DAY, "left")]
+                context.add_asset_metadata(
+                    {
+                        ROWS_WRITTEN: len(times),
+                        "missing_bars": per_day - len(times),
+                        "first_bar": times.min().isoformat() if len(times) else "none",
+                        "last_bar": times.max().isoformat() if len(times) else "none",
+                    },
+                    partition_key=_partition_key(day, symbol),
+                )
+    frame = pd.concat(frames, ignore_index=True)
+    total = _sum_reports(reports)
+    counts = {k: v for k, v in total.as_dict().items() if k != "first_missing"}
+    yield dg.Output(
+        frame,
+        metadata={
+            "source": origin,
+            "interval": settings.interval,
+            "step_partitions": len(context.partition_keys),
+            "step_rows": len(frame),
+            "step_repairs": total.repairs,
+            **{f"step_{k}": v for k, v in counts.items()},
+            "step_first_missing_bars": ", ".join(total.first_missing) or "none",
+            "preview": preview(
+                frame, ["open_time", "symbol", "open", "high", "low", "close", "volume"]
+            ),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=NO_MISSING_BARS,
+        passed=total.missing_bars == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "missing_bars": total.missing_bars,
+            "first_missing": ", ".join(total.first_missing) or "none",
+        },
+    )
 
 
 def _partition_key(day: pd.Timestamp, symbol: str) -> dg.MultiPartitionKey:
