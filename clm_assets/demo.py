@@ -115,7 +115,7 @@ def _print_models(store, settings, as_of, train_s, eval_s) -> None:
                 continue
             m, v = ev["metrics"], versions.loc[family]
             print(
-                f"{family:<14}{v.train_seconds:>8.1f}{v.size_bytes / 1e6:>7.2f}"
+                f"{family:<14}{fmt_number(v.train_seconds, 3):>8}{v.size_bytes / 1e6:>7.2f}"
                 + "".join(f"{fmt_number(m.get(k), 3):>10}" for k, _ in COLUMNS)
             )
             paths.append((family, ev["tearsheet_path"]))

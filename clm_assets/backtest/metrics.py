@@ -289,7 +289,8 @@ def strategy_metrics(result: BacktestResult, periods: float) -> dict[str, float 
     """``STRATEGY_KEYS``: ``return_metrics`` of the net returns plus position/trade stats.
 
     ``exposure`` is the fraction of bars with a non-zero position, ``turnover`` the mean
-    ``|position change|`` per bar, ``trade_count``/``avg_trade_return`` (arithmetic mean of
+    notional traded per bar as a fraction of equity (drift rebalancing included; the cost
+    of a bar is ``c * turnover``), ``trade_count``/``avg_trade_return`` (arithmetic mean of
     the trades' net compounded returns) include a trade still open at the last bar.
     """
     out = return_metrics(result.returns, result.open_time, periods)
