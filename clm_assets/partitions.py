@@ -7,6 +7,8 @@ day read as the *as-of* date.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import dagster as dg
 import pandas as pd
 
@@ -63,14 +65,20 @@ def model_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
         {
             DATE: dg.TimeWindowPartitionsDefinition(
                 cron_schedule=settings.model_cron,
-                start=settings.start_date,
-                end=settings.end_date,
+                # datetimes, not strings: Dagster parses a string with ``fmt``, so a
+                # sub-daily cadence would demand dates written as 2017-07-02-00:00
+                start=_utc_datetime(settings.start_date),
+                end=None if settings.end_date is None else _utc_datetime(settings.end_date),
                 fmt="%Y-%m-%d-%H:%M" if sub_daily else "%Y-%m-%d",
                 timezone="UTC",
             ),
             SYMBOL: dg.StaticPartitionsDefinition(list(settings.symbols)),
         }
     )
+
+
+def _utc_datetime(day: str) -> datetime:
+    return pd.Timestamp(day, tz="UTC").to_pydatetime()
 
 
 def as_of_window(

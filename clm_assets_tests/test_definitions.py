@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from clm_assets.definitions import build_definitions
 from clm_assets.resources.duckdb_io_manager import partition_expr_for
@@ -88,3 +89,22 @@ def test_definitions_load_for_every_source(tmp_path: Path) -> None:
         )
         defs = build_definitions(settings)
         assert defs.resolve_asset_graph().get_all_asset_keys()
+
+
+@pytest.mark.parametrize(
+    ("cron", "first", "last"),
+    [
+        ("0 */6 * * *", "2017-07-02-00:00", "2018-12-31-18:00"),
+        ("0 */4 * * *", "2017-07-02-00:00", "2018-12-31-20:00"),
+        ("0 0 * * 0", "2017-07-02", "2018-12-23"),
+    ],
+)
+def test_any_cadence_loads_with_ordinary_dates(cron: str, first: str, last: str) -> None:
+    """CLM_START_DATE / CLM_END_DATE are plain days whatever the cadence; a sub-daily one
+    used to fail at load unless both were written as 2017-07-02-00:00."""
+    settings = Settings.from_env(
+        {"CLM_MODEL_CRON": cron, "CLM_START_DATE": "2017-07-02", "CLM_END_DATE": "2019-01-01"}
+    )
+    graph = build_definitions(settings).resolve_asset_graph()
+    keys = graph.get(dg.AssetKey(["models", "xgboost"])).partitions_def.get_partition_keys()
+    assert (keys[0], keys[-1]) == (f"{first}|BTC-USD", f"{last}|BTC-USD")
