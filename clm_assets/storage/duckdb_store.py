@@ -105,9 +105,12 @@ _TIME_TYPES = ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
 class DuckDBStore:
     """Short-lived connections to one DuckDB file, with lock waiting and safe replaces."""
 
-    def __init__(self, path: str | Path, lock_timeout_s: float = 600.0) -> None:
+    def __init__(
+        self, path: str | Path, lock_timeout_s: float = 600.0, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
+        self.read_only = read_only  # sensors: never take the single writer's place
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -122,7 +125,7 @@ class DuckDBStore:
         delay = 0.02
         while True:
             try:
-                conn = duckdb.connect(str(self.path))
+                conn = duckdb.connect(str(self.path), read_only=self.read_only)
                 break
             except duckdb.Error as exc:
                 reason = " ".join(str(exc).split())

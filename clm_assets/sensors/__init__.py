@@ -1,0 +1,1 @@
+"""Sensors: what starts runs when nobody presses a button."""

@@ -1,0 +1,99 @@
+"""``data_freshness``: request exactly the raw and features days the source has closed and
+the store lacks, per symbol.
+
+One run per symbol covers the days behind plus the days before them whose labels look
+into them (features are recomputed there, so pending labels get filled). The run key
+holds the newest closed bar at the source: Dagster never reuses a run key, so a new bar
+is a new request, and the same bars seen twice are not. A source or the store failing is
+a skipped tick naming the reason; the store is read with a read-only connection that
+gives up after a few seconds (a long backfill holds the writer's lock).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+
+from clm_assets.models.windows import horizon_days
+from clm_assets.resources.market_data import MarketDataResource
+from clm_assets.settings import Settings
+from clm_assets.sources.base import SourceError
+from clm_assets.sources.freshness import DAY, days_behind, newest_closed_bar
+from clm_assets.sources.intervals import interval_delta
+from clm_assets.storage.duckdb_store import DuckDBStore, StorageError
+
+SELECTION = [dg.AssetKey(["market_data", "raw_ohlcv"]), dg.AssetKey(["features", "features"])]
+LOCK_WAIT_S = 5.0
+
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    @dg.sensor(
+        name="data_freshness",
+        minimum_interval_seconds=60,
+        asset_selection=SELECTION,
+        description="Requests the raw_ohlcv and features days whose bars have closed at the "
+        "source but are not stored (and recomputes the day before, whose labels look into "
+        "them).",
+    )
+    def data_freshness(
+        context: dg.SensorEvaluationContext, market_data: MarketDataResource
+    ) -> dg.SensorResult:
+        return freshness_tick(settings, market_data, pd.Timestamp.now(tz="UTC"))
+
+    return dg.Definitions(sensors=[data_freshness])
+
+
+def newest_stored_bars(settings: Settings) -> dict[str, pd.Timestamp]:
+    store = DuckDBStore(settings.db_path, lock_timeout_s=LOCK_WAIT_S, read_only=True)
+    if not store.table_exists("market_data", "raw_ohlcv"):
+        return {}
+    rows = store.query(
+        "SELECT symbol, max(open_time) AS newest FROM market_data.raw_ohlcv GROUP BY symbol"
+    )
+    return {r.symbol: pd.Timestamp(r.newest) for r in rows.itertuples()}
+
+
+def freshness_tick(
+    settings: Settings, market_data: MarketDataResource, now: pd.Timestamp
+) -> dg.SensorResult:
+    """The run requests of one tick at ``now``; every symbol not requested says why."""
+    try:
+        stored = newest_stored_bars(settings)
+    except StorageError as exc:
+        return dg.SensorResult(skip_reason=f"store not readable: {exc}")
+    source = market_data.build()
+    ahead = horizon_days(settings.label_horizon, interval_delta(settings.interval))
+    first_day = pd.Timestamp(settings.start_date, tz="UTC")
+    end_day = None if settings.end_date is None else pd.Timestamp(settings.end_date, tz="UTC")
+    requests, reasons = [], []
+    for symbol in settings.symbols:
+        if symbol not in stored:
+            reasons.append(f"{symbol}: nothing stored yet; backfill its history first")
+            continue
+        try:
+            newest = newest_closed_bar(source, symbol, settings.interval, now)
+        except SourceError as exc:
+            reasons.append(f"{symbol}: source failed: {exc}")
+            continue
+        days = days_behind(stored[symbol], newest, settings.interval, first_day, end_day)
+        if not days:
+            reasons.append(f"{symbol}: up to date (stored {stored[symbol]}, source {newest})")
+            continue
+        start = max(days[0] - ahead * DAY, first_day)
+        assert newest is not None
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{symbol}|{start:%Y-%m-%d}|{days[-1]:%Y-%m-%d}|{newest.isoformat()}",
+                asset_selection=SELECTION,
+                tags={
+                    "dagster/asset_partition_range_start": f"{start:%Y-%m-%d}|{symbol}",
+                    "dagster/asset_partition_range_end": f"{days[-1]:%Y-%m-%d}|{symbol}",
+                    "clm/trigger": "data_freshness",
+                    "clm/newest_stored_bar": stored[symbol].isoformat(),
+                    "clm/newest_source_bar": newest.isoformat(),
+                },
+            )
+        )
+    if requests:
+        return dg.SensorResult(run_requests=requests)
+    return dg.SensorResult(skip_reason="; ".join(reasons))
