@@ -15,7 +15,7 @@ from clm_assets.resources.market_data import MarketDataResource
 from clm_assets.resources.promotion import PromotionResource
 from clm_assets.resources.storage import StorageResource
 from clm_assets.resources.training import TrainingResource
-from clm_assets.sensors import freshness
+from clm_assets.sensors import freshness, retraining
 from clm_assets.settings import Settings
 
 
@@ -51,6 +51,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         evaluation.build_defs(settings),
         promotion.build_defs(settings),
         freshness.build_defs(settings),
+        retraining.build_defs(settings),
         resources,
     )
 

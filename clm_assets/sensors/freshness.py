@@ -43,12 +43,15 @@ def build_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(sensors=[data_freshness])
 
 
-def newest_stored_bars(settings: Settings) -> dict[str, pd.Timestamp]:
+def newest_stored_bars(
+    settings: Settings, schema: str = "market_data", table: str = "raw_ohlcv"
+) -> dict[str, pd.Timestamp]:
+    """Newest stored bar per symbol, read without ever taking the writer's lock."""
     store = DuckDBStore(settings.db_path, lock_timeout_s=LOCK_WAIT_S, read_only=True)
-    if not store.table_exists("market_data", "raw_ohlcv"):
+    if not store.table_exists(schema, table):
         return {}
     rows = store.query(
-        "SELECT symbol, max(open_time) AS newest FROM market_data.raw_ohlcv GROUP BY symbol"
+        f"SELECT symbol, max(open_time) AS newest FROM {schema}.{table} GROUP BY symbol"
     )
     return {r.symbol: pd.Timestamp(r.newest) for r in rows.itertuples()}
 
