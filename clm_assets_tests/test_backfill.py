@@ -171,6 +171,12 @@ def test_webserver_lists_the_assets(dagster_dev: tuple[int, dict[str, str]]) -> 
     assert nodes["features/features"]["groupName"] == "features"
     assert "Closed OHLCV candles" in nodes["market_data/raw_ohlcv"]["description"]
     assert nodes["features/features"]["partitionDefinition"] is not None
+    repos = _graphql(
+        port,
+        "{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name } } } } }",
+    )["repositoriesOrError"]["nodes"]
+    sensors = {s["name"] for repo in repos for s in repo["sensors"]}
+    assert {"data_freshness", "scheduled_retraining"} <= sensors
 
 
 def test_graphql_backfill_takes_a_few_runs_and_matches_the_cli(

@@ -16,6 +16,7 @@ import pandas as pd
 
 from clm_assets.models.windows import horizon_days
 from clm_assets.resources.market_data import MarketDataResource
+from clm_assets.sensors import tick_result
 from clm_assets.settings import Settings
 from clm_assets.sources.base import SourceError
 from clm_assets.sources.freshness import DAY, days_behind, newest_closed_bar
@@ -38,7 +39,9 @@ def build_defs(settings: Settings) -> dg.Definitions:
     def data_freshness(
         context: dg.SensorEvaluationContext, market_data: MarketDataResource
     ) -> dg.SensorResult:
-        return freshness_tick(settings, market_data, pd.Timestamp.now(tz="UTC"))
+        return tick_result(
+            context, *freshness_tick(settings, market_data, pd.Timestamp.now(tz="UTC"))
+        )
 
     return dg.Definitions(sensors=[data_freshness])
 
@@ -58,12 +61,12 @@ def newest_stored_bars(
 
 def freshness_tick(
     settings: Settings, market_data: MarketDataResource, now: pd.Timestamp
-) -> dg.SensorResult:
-    """The run requests of one tick at ``now``; every symbol not requested says why."""
+) -> tuple[list[dg.RunRequest], list[str]]:
+    """The run requests of one tick at ``now``, and why every other symbol has none."""
     try:
         stored = newest_stored_bars(settings)
     except StorageError as exc:
-        return dg.SensorResult(skip_reason=f"store not readable: {exc}")
+        return [], [f"store not readable: {exc}"]
     source = market_data.build()
     ahead = horizon_days(settings.label_horizon, interval_delta(settings.interval))
     first_day = pd.Timestamp(settings.start_date, tz="UTC")
@@ -97,6 +100,4 @@ def freshness_tick(
                 },
             )
         )
-    if requests:
-        return dg.SensorResult(run_requests=requests)
-    return dg.SensorResult(skip_reason="; ".join(reasons))
+    return requests, reasons

@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from clm_assets.partitions import as_of_window, model_partitions, partition_key_of
+from clm_assets.sensors import tick_result
 from clm_assets.sensors.freshness import newest_stored_bars
 from clm_assets.settings import Settings
 from clm_assets.sources.intervals import interval_delta
@@ -30,27 +31,25 @@ def build_defs(settings: Settings) -> dg.Definitions:
         "once it has ended and its features are stored; evaluation and promotion follow.",
     )
     def scheduled_retraining(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        return retraining_tick(settings, pd.Timestamp.now(tz="UTC"))
+        return tick_result(context, *retraining_tick(settings, pd.Timestamp.now(tz="UTC")))
 
     return dg.Definitions(sensors=[scheduled_retraining])
 
 
-def retraining_tick(settings: Settings, now: pd.Timestamp) -> dg.SensorResult:
-    """The run requests of one tick at ``now``: the newest ended as-of, per symbol whose
-    features reach its end."""
+def retraining_tick(settings: Settings, now: pd.Timestamp) -> tuple[list[dg.RunRequest], list[str]]:
+    """The run requests of one tick at ``now`` (the newest ended as-of, per symbol whose
+    features reach its end), and why every other symbol has none."""
     partitions = model_partitions(settings)
     if settings.end_date is not None and now >= pd.Timestamp(settings.end_date, tz="UTC"):
-        return dg.SensorResult(
-            skip_reason=f"the as-of partitions end {settings.end_date}; nothing new to train"
-        )
+        return [], [f"the as-of partitions end {settings.end_date}; nothing new to train"]
     current, _ = as_of_window(partitions, now)
     if current <= pd.Timestamp(settings.start_date, tz="UTC"):
-        return dg.SensorResult(skip_reason="no as-of partition has ended yet")
+        return [], ["no as-of partition has ended yet"]
     as_of, as_of_end = as_of_window(partitions, current - pd.Timedelta(seconds=1))
     try:
         stored = newest_stored_bars(settings, "features", "features")
     except StorageError as exc:
-        return dg.SensorResult(skip_reason=f"store not readable: {exc}")
+        return [], [f"store not readable: {exc}"]
     last_bar = as_of_end - interval_delta(settings.interval)
     requests, reasons = [], []
     for symbol in settings.symbols:
@@ -66,6 +65,4 @@ def retraining_tick(settings: Settings, now: pd.Timestamp) -> dg.SensorResult:
                 tags={"clm/trigger": "scheduled_retraining", "clm/cadence": settings.model_cron},
             )
         )
-    if requests:
-        return dg.SensorResult(run_requests=requests)
-    return dg.SensorResult(skip_reason="; ".join(reasons))
+    return requests, reasons

@@ -56,15 +56,16 @@ def test_the_ended_as_of_waits_for_its_features_then_is_requested_once_per_symbo
 
 def test_a_sub_daily_cadence_requests_the_window_that_just_ended(tmp_path: Path) -> None:
     settings = _settings(tmp_path, model_cron="0 */6 * * *")
-    tick = retraining_tick(settings, TODAY + pd.Timedelta(hours=13, minutes=5))
+    requests, reasons = retraining_tick(settings, TODAY + pd.Timedelta(hours=13, minutes=5))
     # nothing stored: the 06:00-12:00 window (as-of key 06:00) waits for its features
-    reason = tick.skip_reason.skip_message
+    assert requests == []
+    reason = "; ".join(reasons)
     assert f"{TODAY:%Y-%m-%d}-06:00|BTC-USDT: waiting for features up to " in reason
     assert f"{TODAY + pd.Timedelta(hours=11)}" in reason
 
 
 def test_partitions_that_have_ended_for_good_train_nothing(tmp_path: Path) -> None:
     settings = Settings(db_path=tmp_path / "clm.duckdb")  # the bundled sample ends 2019-01-01
-    tick = retraining_tick(settings, TODAY)
-    assert not tick.run_requests
-    assert "the as-of partitions end 2019-01-01" in tick.skip_reason.skip_message
+    requests, reasons = retraining_tick(settings, TODAY)
+    assert requests == []
+    assert reasons == ["the as-of partitions end 2019-01-01; nothing new to train"]
