@@ -78,15 +78,25 @@ def test_backfill_rows_equal_partitions_materialized_alone(
     job = build_definitions(settings).resolve_implicit_global_asset_job_def()
     keys = ["2024-02-29|ETH-USDT", "2024-07-14|BTC-USDT", "2024-12-30|ETH-USDT"]
     with dg.DagsterInstance.ephemeral() as instance:
-        # features need their 30 warm-up days and the next day (labels) in raw_ohlcv
+        # features need their 30 warm-up days and the next day (labels) in raw_ohlcv: the
+        # warm-up days in one ranged run, the compared day and the next one each alone
+        raw = [dg.AssetKey.from_user_string(SELECTION[0])]
         for key in keys:
             day, symbol = key.split("|")
+            before = pd.Timestamp(day) - pd.Timedelta(days=1)
+            warmup = before - pd.Timedelta(days=29)
+            job.execute_in_process(
+                instance=instance,
+                asset_selection=raw,
+                tags={
+                    "dagster/asset_partition_range_start": f"{warmup:%Y-%m-%d}|{symbol}",
+                    "dagster/asset_partition_range_end": f"{before:%Y-%m-%d}|{symbol}",
+                },
+            )
             last = min(pd.Timestamp(day) + pd.Timedelta(days=1), pd.Timestamp(LAST))
-            for d in pd.date_range(pd.Timestamp(day) - pd.Timedelta(days=30), last):
+            for d in pd.date_range(pd.Timestamp(day), last):
                 job.execute_in_process(
-                    instance=instance,
-                    asset_selection=[dg.AssetKey.from_user_string(SELECTION[0])],
-                    partition_key=f"{d:%Y-%m-%d}|{symbol}",
+                    instance=instance, asset_selection=raw, partition_key=f"{d:%Y-%m-%d}|{symbol}"
                 )
             job.execute_in_process(
                 instance=instance,
@@ -150,11 +160,15 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
                 time.sleep(1)
         yield port, env
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: dagster dev shuts down cleanly
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        # What Ctrl-C sends: the daemon stops at once; the webserver may linger, so it gets
+        # SIGTERM, then SIGKILL (the whole group, so nothing outlives the test).
+        for sig, grace in ((signal.SIGINT, 10), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
         log.close()
 
 
