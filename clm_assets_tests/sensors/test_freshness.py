@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,13 +24,19 @@ from clm_assets.sources.freshness import DAY, days_behind
 from clm_assets.sources.intervals import INTERVALS
 from clm_assets_tests.conftest import materialize, synthetic_settings
 
-TODAY = pd.Timestamp.now(tz="UTC").floor("D")
+
+@pytest.fixture
+def today() -> pd.Timestamp:
+    """Taken when the test starts, not at collection: the sensors read the clock too."""
+    return pd.Timestamp.now(tz="UTC").floor("D")
+
+
 SYNTHETIC = MarketDataResource(source="synthetic", synthetic_seed=7)
 
 
-def _settings(tmp_path: Path) -> Settings:
+def _settings(tmp_path: Path, today: pd.Timestamp) -> Settings:
     return synthetic_settings(
-        tmp_path / "clm.duckdb", start_date=f"{TODAY - 8 * DAY:%Y-%m-%d}", end_date=None
+        tmp_path / "clm.duckdb", start_date=f"{today - 8 * DAY:%Y-%m-%d}", end_date=None
     )
 
 
@@ -42,16 +49,20 @@ def _tick(settings: Settings, instance: dg.DagsterInstance, market_data=SYNTHETI
     return sensor.evaluate_tick(context)
 
 
-def test_nothing_stored_is_a_skip_not_a_backfill(tmp_path: Path, instance) -> None:
-    tick = _tick(_settings(tmp_path), instance)
+def test_nothing_stored_is_a_skip_not_a_backfill(
+    tmp_path: Path, instance, today: pd.Timestamp
+) -> None:
+    tick = _tick(_settings(tmp_path, today), instance)
     assert tick.run_requests == []
     assert "BTC-USDT: nothing stored yet; backfill its history first" in tick.skip_message
 
 
-def test_new_bars_request_exactly_the_days_behind_then_nothing(tmp_path: Path, instance) -> None:
-    settings = _settings(tmp_path)
-    last_stored = TODAY - 4 * DAY
-    materialize(settings, ["market_data/raw_ohlcv"], f"{TODAY - 8 * DAY:%Y-%m-%d}",
+def test_new_bars_request_exactly_the_days_behind_then_nothing(
+    tmp_path: Path, instance, today: pd.Timestamp
+) -> None:
+    settings = _settings(tmp_path, today)
+    last_stored = today - 4 * DAY
+    materialize(settings, ["market_data/raw_ohlcv"], f"{today - 8 * DAY:%Y-%m-%d}",
                 f"{last_stored:%Y-%m-%d}", instance)  # fmt: skip
     tick = _tick(settings, instance)
     assert len(tick.run_requests) == 2
@@ -62,7 +73,7 @@ def test_new_bars_request_exactly_the_days_behind_then_nothing(tmp_path: Path, i
             f"{last_stored:%Y-%m-%d}|{symbol}"
         )
         assert request.tags["dagster/asset_partition_range_end"] == (
-            f"{TODAY - DAY:%Y-%m-%d}|{symbol}"
+            f"{today - DAY:%Y-%m-%d}|{symbol}"
         )
         newest = pd.Timestamp(request.tags["clm/newest_source_bar"])
         assert newest + INTERVALS["1h"] <= pd.Timestamp.now(tz="UTC")  # a closed bar
@@ -84,10 +95,12 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_a_source_outage_is_a_skip_with_the_reason(tmp_path: Path, instance) -> None:
-    settings = _settings(tmp_path)
-    materialize(settings, ["market_data/raw_ohlcv"], f"{TODAY - 8 * DAY:%Y-%m-%d}",
-                f"{TODAY - 6 * DAY:%Y-%m-%d}", instance)  # fmt: skip
+def test_a_source_outage_is_a_skip_with_the_reason(
+    tmp_path: Path, instance, today: pd.Timestamp
+) -> None:
+    settings = _settings(tmp_path, today)
+    materialize(settings, ["market_data/raw_ohlcv"], f"{today - 8 * DAY:%Y-%m-%d}",
+                f"{today - 6 * DAY:%Y-%m-%d}", instance)  # fmt: skip
     down = MarketDataResource(
         source="exchange",
         exchange_url=f"http://127.0.0.1:{_closed_port()}",
@@ -99,10 +112,12 @@ def test_a_source_outage_is_a_skip_with_the_reason(tmp_path: Path, instance) -> 
     assert "ETH-USDT: source failed" in tick.skip_message
 
 
-def test_a_store_locked_by_a_writer_is_a_skip_not_a_wait(tmp_path: Path, instance) -> None:
-    settings = _settings(tmp_path)
-    materialize(settings, ["market_data/raw_ohlcv"], f"{TODAY - 8 * DAY:%Y-%m-%d}",
-                f"{TODAY - 6 * DAY:%Y-%m-%d}", instance)  # fmt: skip
+def test_a_store_locked_by_a_writer_is_a_skip_not_a_wait(
+    tmp_path: Path, instance, today: pd.Timestamp
+) -> None:
+    settings = _settings(tmp_path, today)
+    materialize(settings, ["market_data/raw_ohlcv"], f"{today - 8 * DAY:%Y-%m-%d}",
+                f"{today - 6 * DAY:%Y-%m-%d}", instance)  # fmt: skip
     holder = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
          "print('locked', flush=True); time.sleep(60)", str(settings.db_path)],
