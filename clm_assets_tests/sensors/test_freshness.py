@@ -40,6 +40,16 @@ def _settings(tmp_path: Path, today: pd.Timestamp) -> Settings:
     )
 
 
+def _stored_until(
+    tmp_path: Path, instance: dg.DagsterInstance, today: pd.Timestamp, last: pd.Timestamp
+) -> Settings:
+    """Settings whose raw bars are stored from the first partition through day ``last``."""
+    settings = _settings(tmp_path, today)
+    first = f"{today - 8 * DAY:%Y-%m-%d}"
+    materialize(settings, ["market_data/raw_ohlcv"], first, f"{last:%Y-%m-%d}", instance)
+    return settings
+
+
 def _tick(settings: Settings, instance: dg.DagsterInstance, market_data=SYNTHETIC):
     defs = build_definitions(settings)
     sensor = defs.get_sensor_def("data_freshness")
@@ -60,10 +70,8 @@ def test_nothing_stored_is_a_skip_not_a_backfill(
 def test_new_bars_request_exactly_the_days_behind_then_nothing(
     tmp_path: Path, instance, today: pd.Timestamp
 ) -> None:
-    settings = _settings(tmp_path, today)
     last_stored = today - 4 * DAY
-    materialize(settings, ["market_data/raw_ohlcv"], f"{today - 8 * DAY:%Y-%m-%d}",
-                f"{last_stored:%Y-%m-%d}", instance)  # fmt: skip
+    settings = _stored_until(tmp_path, instance, today, last_stored)
     tick = _tick(settings, instance)
     assert len(tick.run_requests) == 2
     for request, symbol in zip(tick.run_requests, settings.symbols, strict=True):
@@ -98,9 +106,7 @@ def _closed_port() -> int:
 def test_a_source_outage_is_a_skip_with_the_reason(
     tmp_path: Path, instance, today: pd.Timestamp
 ) -> None:
-    settings = _settings(tmp_path, today)
-    materialize(settings, ["market_data/raw_ohlcv"], f"{today - 8 * DAY:%Y-%m-%d}",
-                f"{today - 6 * DAY:%Y-%m-%d}", instance)  # fmt: skip
+    settings = _stored_until(tmp_path, instance, today, today - 6 * DAY)
     down = MarketDataResource(
         source="exchange",
         exchange_url=f"http://127.0.0.1:{_closed_port()}",
@@ -115,9 +121,7 @@ def test_a_source_outage_is_a_skip_with_the_reason(
 def test_a_store_locked_by_a_writer_is_a_skip_not_a_wait(
     tmp_path: Path, instance, today: pd.Timestamp
 ) -> None:
-    settings = _settings(tmp_path, today)
-    materialize(settings, ["market_data/raw_ohlcv"], f"{today - 8 * DAY:%Y-%m-%d}",
-                f"{today - 6 * DAY:%Y-%m-%d}", instance)  # fmt: skip
+    settings = _stored_until(tmp_path, instance, today, today - 6 * DAY)
     holder = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
          "print('locked', flush=True); time.sleep(60)", str(settings.db_path)],
