@@ -41,6 +41,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 exchange_url=settings.exchange_url,
                 exchange_max_retries=settings.exchange_max_retries,
                 synthetic_seed=settings.synthetic_seed,
+                clock=settings.clock,
             ),
         }
     )

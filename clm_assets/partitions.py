@@ -12,7 +12,7 @@ from datetime import datetime
 import dagster as dg
 import pandas as pd
 
-from clm_assets.settings import Settings
+from clm_assets.settings import Settings, SettingsError
 
 DATE = "date"
 DAILY = "0 0 * * *"
@@ -27,7 +27,11 @@ def market_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
     return dg.MultiPartitionsDefinition(
         {
             DATE: dg.DailyPartitionsDefinition(
-                start_date=settings.start_date, end_date=settings.end_date, timezone="UTC"
+                start_date=settings.start_date,
+                end_date=settings.end_date,
+                timezone="UTC",
+                # live: today is a partition too, re-materialized as its bars close
+                end_offset=1 if settings.live else 0,
             ),
             SYMBOL: dg.StaticPartitionsDefinition(list(settings.symbols)),
         }
@@ -75,6 +79,42 @@ def model_partitions(settings: Settings) -> dg.MultiPartitionsDefinition:
             SYMBOL: dg.StaticPartitionsDefinition(list(settings.symbols)),
         }
     )
+
+
+RETRAINS_CHECKED = 64
+"""Retrain times checked against the as-of grid when the definitions load."""
+
+
+def retrain_ticks(settings: Settings) -> dg.TimeWindowPartitionsDefinition:
+    """The retrain cadence (``CLM_RETRAIN_CRON``, else the as-of grid itself) as windows;
+    each window end is a retrain time, and must be an as-of boundary of the model grid so
+    that the as-of it retrains exists."""
+    grid = model_partitions(settings).partitions_defs[0].partitions_def
+    assert isinstance(grid, dg.TimeWindowPartitionsDefinition)
+    if settings.retrain_cron is None:
+        return grid
+    try:
+        ticks = dg.TimeWindowPartitionsDefinition(
+            cron_schedule=settings.retrain_cron,
+            start=_utc_datetime(settings.start_date),
+            fmt="%Y-%m-%d-%H:%M",
+            timezone="UTC",
+        )
+    except Exception as exc:  # Dagster raises several types for a malformed cron
+        raise SettingsError(f"CLM_RETRAIN_CRON={settings.retrain_cron!r}: {exc}") from None
+    window = ticks.get_first_partition_window()
+    for _ in range(RETRAINS_CHECKED):
+        if window is None:
+            break
+        key = grid.get_partition_key_for_timestamp(window.end.timestamp())
+        if grid.time_window_for_partition_key(key).start != window.end:
+            raise SettingsError(
+                f"CLM_RETRAIN_CRON={settings.retrain_cron!r} retrains at "
+                f"{window.end:%Y-%m-%d %H:%M}, which is not an as-of boundary of "
+                f"CLM_MODEL_CRON={settings.model_cron!r}"
+            )
+        window = ticks.get_next_partition_window(window.end)
+    return ticks
 
 
 def _utc_datetime(day: str) -> datetime:

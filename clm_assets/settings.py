@@ -31,6 +31,7 @@ SOURCES = ("sample", "synthetic", "exchange")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 DATE_FORMAT = "%Y-%m-%d"
+CLOCKS = ("local", "exchange")
 
 _DEFAULTS = {
     "sample": {"symbols": "BTC-USD", "start": "2017-07-02", "end": "2019-01-01"},
@@ -61,6 +62,13 @@ class Settings:
     eval_days: int = 14
     model_cron: str = "0 0 * * *"
     """Cadence of as-of partitions (a cron schedule, UTC): daily by default."""
+    retrain_cron: str | None = None
+    """When every family retrains (a cron, UTC); None: at every as-of of ``model_cron``.
+    Its ticks must be as-of boundaries: a finer as-of grid lets the degradation sensor
+    retrain between two scheduled retrains."""
+    clock: str = "local"
+    """Whose clock says which bars have closed: ``local`` or ``exchange`` (the exchange's
+    server time: a replay exchange's virtual clock, or a live exchange's own)."""
     model_seed: int = 0
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-family overrides of the defaults, e.g. ``{"nhits": {"max_steps": 300}}``."""
@@ -80,6 +88,7 @@ class Settings:
             raise SettingsError(f"CLM_INTERVAL: {exc}") from None
         self._check_symbols()
         self._check_dates()
+        self._check_clock()
         self._check_numbers()
         _check_model_params(self.model_params)
         try:
@@ -106,10 +115,10 @@ class Settings:
                     f"CLM_START_DATE={self.start_date} is not before CLM_END_DATE="
                     f"{self.end_date} (the exclusive end): no partition would exist"
                 )
-        elif start >= datetime.now(UTC).date():
+        elif start > datetime.now(UTC).date():
             raise SettingsError(
-                f"CLM_START_DATE={self.start_date} is not before today (UTC) and "
-                "CLM_END_DATE is unset (partitions run up to today): no partition would exist"
+                f"CLM_START_DATE={self.start_date} is after today (UTC) and CLM_END_DATE "
+                "is unset (partitions run up to today): no partition would exist"
             )
 
     def _check_numbers(self) -> None:
@@ -126,6 +135,23 @@ class Settings:
                 raise SettingsError(f"{name}={value!r}; allowed: a number of {unit}s >= {low}")
         if not (math.isfinite(self.lock_timeout_s) and self.lock_timeout_s > 0):
             raise SettingsError(f"CLM_LOCK_TIMEOUT_S={self.lock_timeout_s!r}; allowed: seconds > 0")
+
+    @property
+    def live(self) -> bool:
+        """Partitions run up to today, and today (still filling) is one of them."""
+        return self.end_date is None
+
+    @property
+    def retrain_schedule(self) -> str:
+        return self.retrain_cron or self.model_cron
+
+    def _check_clock(self) -> None:
+        if self.clock not in CLOCKS:
+            raise SettingsError(f"CLM_CLOCK={self.clock!r}; choose one of {', '.join(CLOCKS)}")
+        if self.clock == "exchange" and self.source != "exchange":
+            raise SettingsError(
+                f"CLM_CLOCK=exchange needs CLM_SOURCE=exchange (the source is {self.source})"
+            )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -149,6 +175,8 @@ class Settings:
             train_days=_int(env, "CLM_TRAIN_DAYS", 90),
             eval_days=_int(env, "CLM_EVAL_DAYS", 14),
             model_cron=env.get("CLM_MODEL_CRON", "0 0 * * *"),
+            retrain_cron=env.get("CLM_RETRAIN_CRON") or None,
+            clock=env.get("CLM_CLOCK", "local"),
             model_seed=_int(env, "CLM_MODEL_SEED", 0),
             model_params=_json(env, "CLM_MODEL_PARAMS"),
             fee_bps=_float(env, "CLM_FEE_BPS", 10.0),

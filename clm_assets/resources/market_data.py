@@ -16,6 +16,8 @@ class MarketDataResource(dg.ConfigurableResource):
     exchange_url: str | None = None
     exchange_max_retries: int = 5
     synthetic_seed: int = 7
+    clock: str = "local"
+    """``local`` or ``exchange``: whose clock says which bars have closed."""
 
     def build(self) -> MarketDataSource:
         return make_source(
@@ -24,4 +26,5 @@ class MarketDataResource(dg.ConfigurableResource):
             exchange_url=self.exchange_url,
             exchange_max_retries=self.exchange_max_retries,
             synthetic_seed=self.synthetic_seed,
+            clock=self.clock,
         )

@@ -19,7 +19,8 @@ from clm_assets.resources.market_data import MarketDataResource
 from clm_assets.sensors import tick_result
 from clm_assets.settings import Settings
 from clm_assets.sources.base import SourceError
-from clm_assets.sources.freshness import DAY, days_behind, newest_closed_bar
+from clm_assets.sources.factory import source_now
+from clm_assets.sources.freshness import DAY, days_to_refresh, newest_closed_bar
 from clm_assets.sources.intervals import interval_delta
 from clm_assets.storage.duckdb_store import DuckDBStore, StorageError
 
@@ -39,9 +40,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
     def data_freshness(
         context: dg.SensorEvaluationContext, market_data: MarketDataResource
     ) -> dg.SensorResult:
-        return tick_result(
-            context, *freshness_tick(settings, market_data, pd.Timestamp.now(tz="UTC"))
-        )
+        return tick_result(context, *freshness_tick(settings, market_data))
 
     return dg.Definitions(sensors=[data_freshness])
 
@@ -60,14 +59,20 @@ def newest_stored_bars(
 
 
 def freshness_tick(
-    settings: Settings, market_data: MarketDataResource, now: pd.Timestamp
+    settings: Settings, market_data: MarketDataResource, now: pd.Timestamp | None = None
 ) -> tuple[list[dg.RunRequest], list[str]]:
-    """The run requests of one tick at ``now``, and why every other symbol has none."""
+    """The run requests of one tick at ``now`` (default: the source's clock), and why every
+    other symbol has none."""
     try:
         stored = newest_stored_bars(settings)
     except StorageError as exc:
         return [], [f"store not readable: {exc}"]
     source = market_data.build()
+    if now is None:
+        try:
+            now = source_now(source)
+        except SourceError as exc:
+            return [], [f"source clock failed: {exc}"]
     ahead = horizon_days(settings.label_horizon, interval_delta(settings.interval))
     first_day = pd.Timestamp(settings.start_date, tz="UTC")
     end_day = None if settings.end_date is None else pd.Timestamp(settings.end_date, tz="UTC")
@@ -81,7 +86,7 @@ def freshness_tick(
         except SourceError as exc:
             reasons.append(f"{symbol}: source failed: {exc}")
             continue
-        days = days_behind(stored[symbol], newest, settings.interval, first_day, end_day)
+        days = days_to_refresh(stored[symbol], newest, settings.interval, first_day, end_day)
         if not days:
             reasons.append(f"{symbol}: up to date (stored {stored[symbol]}, source {newest})")
             continue

@@ -154,6 +154,13 @@ class ExchangeSource:
         return f"ExchangeSource({self.exchange_id!r}{where})"
 
     # -- public ---------------------------------------------------------------------------
+    def server_time(self) -> pd.Timestamp:
+        """The exchange's own clock (Binance ``/api/v3/time``): which bars have closed is
+        the exchange's call, and a replay exchange runs a virtual clock."""
+        exchange = self._client()
+        ms = self._with_retries(f"{self.exchange_id} server time", exchange.fetch_time)
+        return pd.Timestamp(int(ms), unit="ms", tz="UTC")
+
     def fetch(
         self, symbol: str, interval: str, start: pd.Timestamp, end: pd.Timestamp
     ) -> pd.DataFrame:
@@ -394,9 +401,12 @@ def _parse_binance_rows(body: Any, step_ms: int) -> pd.DataFrame:
     if not body:
         return pd.DataFrame({"open_time": pd.Series([], dtype="int64")})
     try:
-        times = np.array([[r[0], r[6], r[8]] for r in body], dtype=object)
+        times = np.array([[r[0], r[6]] for r in body], dtype=object)
         if not all(type(v) is int for v in times.ravel()):
-            raise ValueError("open time, close time and trades must be integers")
+            raise ValueError("open time and close time must be integers")
+        # a null trade count is unknown, kept null (a replay of data without counts)
+        if not all(type(r[8]) is int or r[8] is None for r in body):
+            raise ValueError("trades must be integers or null")
         values = np.array([[r[1], r[2], r[3], r[4], r[5], r[7]] for r in body], dtype=str)
         numbers = values.astype("float64")
     except ValueError as exc:
@@ -422,7 +432,7 @@ def _parse_binance_rows(body: Any, step_ms: int) -> pd.DataFrame:
             "close": numbers[:, 3],
             "volume": numbers[:, 4],
             "quote_volume": numbers[:, 5],
-            "trades": times[:, 2].astype("int64"),
+            "trades": pd.array([r[8] for r in body], dtype="Int64"),
         }
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from clm_assets.sources.base import MarketDataSource
 from clm_assets.sources.exchange import ExchangeSource
 from clm_assets.sources.sample import SampleSource
@@ -15,14 +17,26 @@ def make_source(
     exchange_url: str | None = None,
     exchange_max_retries: int = 5,
     synthetic_seed: int = 7,
+    clock: str = "local",
 ) -> MarketDataSource:
+    """``clock="exchange"``: the exchange's server time decides which bars have closed."""
     if kind == "exchange":
-        return ExchangeSource(exchange_id, api_url=exchange_url, max_retries=exchange_max_retries)
+        source = ExchangeSource(exchange_id, api_url=exchange_url, max_retries=exchange_max_retries)
+        if clock == "exchange":
+            source.clock = source.server_time
+        return source
     if kind == "sample":
         return SampleSource()
     if kind == "synthetic":
         return SyntheticSource(seed=synthetic_seed)
     raise ValueError(f"unknown source {kind!r}: choose exchange, sample or synthetic")
+
+
+def source_now(source: MarketDataSource) -> pd.Timestamp:
+    """Now, by the clock that decides which of the source's bars have closed."""
+    if isinstance(source, ExchangeSource):
+        return source.clock()
+    return pd.Timestamp.now(tz="UTC")
 
 
 def source_id(source: MarketDataSource) -> str:
@@ -32,5 +46,5 @@ def source_id(source: MarketDataSource) -> str:
     if isinstance(source, ExchangeSource):
         return f"exchange:{source.exchange_id}"
     if isinstance(source, SyntheticSource):
-        return f"synthetic:seed={source.params.seed}"
+        return f"{source.name}:seed={source.params.seed}"
     return source.name

@@ -1,9 +1,10 @@
 """How far the stored bars lag the source: the decision behind the ``data_freshness`` sensor.
 
-Only whole UTC days are partitions, so a day is *due* once its last bar has closed at the
-source, and *behind* when it is due and not stored. The newest bar at the source is probed
-with the source's own ``fetch`` (one or two days of bars), so every source answers the
-same question the same way and a failing source raises its usual ``SourceError``.
+A day is *behind* when the source has closed bars of it that are not stored: a complete
+day, or today (a partition too when the deployment is live) as its bars close. The newest
+bar at the source is probed with the source's own ``fetch`` (one or two days of bars), so
+every source answers the same question the same way and a failing source raises its usual
+``SourceError``.
 """
 
 from __future__ import annotations
@@ -28,21 +29,24 @@ def newest_closed_bar(
     return None if bars.empty else pd.Timestamp(bars["open_time"].max())
 
 
-def days_behind(
+def days_to_refresh(
     newest_stored: pd.Timestamp | None,
     newest_source: pd.Timestamp | None,
     interval: str,
     first_day: pd.Timestamp,
     end_day: pd.Timestamp | None,
 ) -> list[pd.Timestamp]:
-    """The complete days after the newest stored bar's day that the source can fill:
-    ``(day(newest_stored), last complete day]``, inside the partitions ``[first_day,
-    end_day)``. Nothing stored yet is not "behind": history is a backfill, not a tick."""
-    if newest_stored is None or newest_source is None:
+    """The days whose stored bars lag the source's closed bars: from the newest stored
+    bar's day (when bars of it are still to come) through the newest source bar's day,
+    inside the partitions ``[first_day, end_day)``. The last one may be today, still
+    filling. Nothing stored yet is not "behind": history is a backfill, not a tick."""
+    if newest_stored is None or newest_source is None or newest_source <= newest_stored:
         return []
     bar = interval_delta(interval)
-    last_complete = (newest_source + bar).floor("D") - DAY  # its last bar has closed
+    stored_day = newest_stored.floor("D")
+    first = stored_day if (newest_stored + bar).floor("D") == stored_day else stored_day + DAY
+    last = newest_source.floor("D")
     if end_day is not None:
-        last_complete = min(last_complete, end_day - DAY)
-    first = max(newest_stored.floor("D") + DAY, first_day)
-    return list(pd.date_range(first, last_complete, freq="D")) if first <= last_complete else []
+        last = min(last, end_day - DAY)
+    first = max(first, first_day)
+    return list(pd.date_range(first, last, freq="D")) if first <= last else []

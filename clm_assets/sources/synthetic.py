@@ -27,6 +27,21 @@ How the process is made both exact and fast:
 
 The GARCH recursion is hand-written: it is two lines of numpy, and the ``arch`` package is
 not a dependency of this project.
+
+A planted signal (optional, :class:`PlantedSignal`)
+    Plain synthetic returns are unpredictable by construction, so a model trained on them can
+    only learn noise. The live demo needs something a model *can* learn, and that later stops
+    working, to show retraining and promotion react. With a signal, each bar's log return
+    gets a drift that depends only on the clock: an hour-of-day cycle
+    ``s * strength * sigma_h * cos(2 pi (h - phase_hours) / 24)`` per hour, integrated over
+    the bar, where ``sigma_h`` is the bar's conditional GARCH volatility per hour and ``s`` is
+    +1 before ``flip_at`` and -1 from it on (by bar open). The drift is exogenous: the GARCH
+    recursion runs on the shocks, not on the returns, so volatility, shocks, blocks and their
+    independence are exactly those of the plain series, and only prices (and the volume and
+    wicks that follow the move) change. The calendar features ``f_hour_sin``/``f_hour_cos``
+    describe the cycle, and the best position changes sign only twice a day, so trading it
+    costs little. Daily and coarser bars integrate the cycle over whole days: no signal there.
+    A source with a signal says so in its ``name`` (see :attr:`PlantedSignal.label`).
 """
 
 from __future__ import annotations
@@ -46,6 +61,7 @@ from clm_assets.sources.base import (
     UnknownSymbolError,
     check_range,
     to_canonical,
+    utc,
 )
 from clm_assets.sources.intervals import interval_delta
 
@@ -76,9 +92,49 @@ VOLUME_NOISE = 0.35
 MEAN_TRADE_SIZE = 0.1
 """Mean base-asset size of one trade: sets how many trades a bar's volume implies."""
 
+SIGNAL_PHASE_HOURS = 14.0
+"""Default UTC hour at which a planted signal's upward drift peaks (before a flip): the
+European afternoon, two hours ahead of the volume peak so the two cycles are not one."""
+
+_W = 2.0 * np.pi / 24.0  # radians per hour of the daily cycle
 _LEVEL_CHUNK_BLOCKS = 512
 _LEVELS: dict[tuple, np.ndarray] = {}
 _LEVELS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class PlantedSignal:
+    """A learnable hour-of-day drift planted into synthetic returns (module docstring).
+
+    ``strength`` is the drift amplitude per hour in units of the conditional hourly
+    volatility: a position with the sign of the drift earns ``strength * 2 / pi`` of a
+    standard deviation per hour on average, before costs. ``phase_hours`` is the UTC hour at
+    which the drift peaks upward (before the flip). ``flip_at`` (optional) reverses the drift
+    for every bar opening at or after it, so a model fitted before it loses after it.
+    """
+
+    strength: float
+    flip_at: pd.Timestamp | None = None
+    phase_hours: float = SIGNAL_PHASE_HOURS
+
+    def __post_init__(self) -> None:
+        # A zero or negative strength would be "no signal" or a phase shift in disguise,
+        # and make two different names describe one series.
+        if not (math.isfinite(self.strength) and self.strength > 0):
+            raise ValueError(f"signal strength must be a positive number, got {self.strength!r}")
+        if not (math.isfinite(self.phase_hours) and 0 <= self.phase_hours < 24):
+            raise ValueError(f"phase_hours must lie in [0, 24), got {self.phase_hours!r}")
+        if self.flip_at is not None:
+            object.__setattr__(self, "flip_at", utc(self.flip_at))
+        object.__setattr__(self, "strength", float(self.strength))
+        object.__setattr__(self, "phase_hours", float(self.phase_hours))
+
+    @property
+    def label(self) -> str:
+        """``signal(strength=0.1,phase=14,flip=2024-03-01T00:00:00Z)``: every parameter, so
+        the name of the source tells which series a stored bar came from."""
+        flip = "none" if self.flip_at is None else self.flip_at.isoformat().replace("+00:00", "Z")
+        return f"signal(strength={self.strength:g},phase={self.phase_hours:g},flip={flip})"
 
 
 @dataclass(frozen=True)
@@ -89,6 +145,7 @@ class _Params:
     beta: float
     nu: float
     start_price: float
+    signal: PlantedSignal | None = None
 
 
 class SyntheticSource:
@@ -103,14 +160,16 @@ class SyntheticSource:
     moment, and sample kurtosis varies a lot from seed to seed (single digits to hundreds over
     a year of hourly bars; the real sample's hourly excess kurtosis is ~16).
     ``start_price`` is the price at ``EPOCH``; the default is near BTC-USD's on that date so
-    that synthetic numbers look plausible next to real ones.
+    that synthetic numbers look plausible next to real ones. ``signal`` plants a learnable
+    drift (:class:`PlantedSignal`); without it the series has no predictable mean, and its
+    bars are exactly those of a source built without the argument.
 
     Each interval is its own series: a 4h synthetic bar is not the aggregate of 1h synthetic
     bars. Aggregation consistency is what the real sample checks; here it would force
     simulating at the finest interval for every request.
     """
 
-    name = "synthetic"
+    name: str = "synthetic"
     epoch = EPOCH
 
     def __init__(
@@ -121,6 +180,7 @@ class SyntheticSource:
         beta: float = 0.90,
         nu: float = 4.5,
         start_price: float = 300.0,
+        signal: PlantedSignal | None = None,
     ) -> None:
         if not (isinstance(seed, int | np.integer) and seed >= 0):
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -135,9 +195,20 @@ class SyntheticSource:
             raise ValueError(f"nu must exceed 2 (finite variance), got {nu!r}")
         if not start_price > 0:
             raise ValueError(f"start_price must be positive, got {start_price!r}")
+        if signal is not None and not isinstance(signal, PlantedSignal):
+            raise ValueError(f"signal must be a PlantedSignal or None, got {signal!r}")
         self.params = _Params(
-            int(seed), float(sigma_hourly), float(alpha), float(beta), float(nu), float(start_price)
+            int(seed),
+            float(sigma_hourly),
+            float(alpha),
+            float(beta),
+            float(nu),
+            float(start_price),
+            signal,
         )
+        if signal is not None:
+            # On the instance: every label, log line and error built from ``name`` says so.
+            self.name = f"{SyntheticSource.name}+{signal.label}"
 
     @property
     def burn_in_blocks(self) -> int:
@@ -241,7 +312,34 @@ class _Series:
                     sigma2[pos] = state
                 state = self.omega + rows[pos] * state
         sigma2 = sigma2.T.copy()
-        return sigma2, np.sqrt(sigma2) * z[w:]
+        returns = np.sqrt(sigma2) * z[w:]
+        if self.p.signal is not None:
+            returns += self._drift(b0, b1, sigma2, self.p.signal)
+        return sigma2, returns
+
+    def _drift(self, b0: int, b1: int, sigma2: np.ndarray, signal: PlantedSignal) -> np.ndarray:
+        """The planted signal's log drift of every bar of blocks ``[b0, b1)``, (n, N).
+
+        The hourly rate ``strength * sqrt(sigma2 / hours) * cos(...)`` integrated over the
+        bar's span: for 1h bars, ``strength * sigma * (mean of cos over the hour)``. It reads
+        only the bar index and the variance, never a return, so the GARCH path is unchanged.
+        """
+        index = self._index(b0, b1)
+        integral = _sine_difference(self._open_hour(index), self.hours, signal.phase_hours) / _W
+        sign = np.ones(index.shape)
+        if signal.flip_at is not None:
+            flip = -(-(signal.flip_at.value - EPOCH.value) // self.delta.value)
+            sign[index >= flip] = -1.0
+        return sign * signal.strength * np.sqrt(sigma2 / self.hours) * integral
+
+    def _index(self, b0: int, b1: int) -> np.ndarray:
+        """Bar indices since EPOCH of blocks ``[b0, b1)``, (n, N)."""
+        return np.arange(b0 * BLOCK_BARS, b1 * BLOCK_BARS, dtype=np.int64).reshape(b1 - b0, -1)
+
+    def _open_hour(self, index: np.ndarray) -> np.ndarray:
+        """UTC hour of day (fractional) at each bar's open."""
+        seconds = int(self.delta.total_seconds())
+        return ((index * seconds) % 86_400) / 3600.0
 
     def _levels(self, upto: int) -> np.ndarray:
         """Cumulative log return from EPOCH to the start of each block ``0..upto`` inclusive.
@@ -289,7 +387,7 @@ class _Series:
         high = np.maximum(price0 * np.exp(log_open + up), np.maximum(open_, close))
         low = np.minimum(price0 * np.exp(log_open + down), np.minimum(open_, close))
 
-        index = np.arange(b0 * BLOCK_BARS, b1 * BLOCK_BARS, dtype=np.int64).reshape(b1 - b0, -1)
+        index = self._index(b0, b1)
         volume = self._volume(index, np.abs(returns), np.stack(noise))
         # Trades are counts, so Poisson around volume / trade size; +1 because a bar that
         # printed volume had at least one trade.
@@ -323,17 +421,21 @@ class _Series:
         with ``|return|`` in units of the typical move, because volume and volatility move
         together in real markets; the 0.5 floor keeps a flat bar from having zero volume.
         """
-        seconds = int(self.delta.total_seconds())
-        h0 = ((index * seconds) % 86_400) / 3600.0
         span = self.hours
-        phase = 2.0 * np.pi / 24.0
-        profile = 1.0 + HOUR_PROFILE_AMPLITUDE * (
-            np.sin(phase * (h0 + span - PEAK_HOUR_UTC)) - np.sin(phase * (h0 - PEAK_HOUR_UTC))
-        ) / (phase * span)
+        profile = 1.0 + HOUR_PROFILE_AMPLITUDE * _sine_difference(
+            self._open_hour(index), span, PEAK_HOUR_UTC
+        ) / (_W * span)
         typical_move = math.sqrt(self.var_bar) * _mean_abs_t(self.p.nu)
         activity = 0.5 + 0.5 * abs_return / typical_move
         dispersion = np.exp(VOLUME_NOISE * noise - 0.5 * VOLUME_NOISE**2)
         return VOLUME_PER_HOUR * span * profile * activity * dispersion
+
+
+def _sine_difference(h0: np.ndarray, span: float, peak: float) -> np.ndarray:
+    """``sin(w (h0 + span - peak)) - sin(w (h0 - peak))`` with ``w = 2 pi / 24``: ``w`` times
+    the integral of the daily cycle ``cos(w (h - peak))`` over the bar ``[h0, h0 + span]``
+    (hours). Bars spanning whole days integrate it to 0."""
+    return np.sin(_W * (h0 + span - peak)) - np.sin(_W * (h0 - peak))
 
 
 def _bridge_extremes(

@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 
 from clm_assets.definitions import build_definitions
 from clm_assets.resources.market_data import MarketDataResource
+from clm_assets.sensors.freshness import newest_stored_bars
 from clm_assets.settings import Settings
-from clm_assets.sources.freshness import DAY, days_behind
+from clm_assets.sources.freshness import DAY, days_to_refresh
 from clm_assets.sources.intervals import INTERVALS
-from clm_assets_tests.conftest import materialize, synthetic_settings
+from clm_assets_tests.conftest import materialize, partition_metadata, synthetic_settings
 
 
 @pytest.fixture
@@ -75,16 +76,15 @@ def test_new_bars_request_exactly_the_days_behind_then_nothing(
     tick = _tick(settings, instance)
     assert len(tick.run_requests) == 2
     for request, symbol in zip(tick.run_requests, settings.symbols, strict=True):
-        # days behind: the three complete days after the stored ones; the day before them
-        # is recomputed for its labels (a 4-bar horizon looks one day ahead)
+        newest = pd.Timestamp(request.tags["clm/newest_source_bar"])
+        assert newest + INTERVALS["1h"] <= pd.Timestamp.now(tz="UTC")  # a closed bar
+        # days behind: the complete days after the stored ones and today as far as its bars
+        # have closed; the day before them is recomputed for its labels (a 4-bar horizon
+        # looks one day ahead)
         assert request.tags["dagster/asset_partition_range_start"] == (
             f"{last_stored:%Y-%m-%d}|{symbol}"
         )
-        assert request.tags["dagster/asset_partition_range_end"] == (
-            f"{today - DAY:%Y-%m-%d}|{symbol}"
-        )
-        newest = pd.Timestamp(request.tags["clm/newest_source_bar"])
-        assert newest + INTERVALS["1h"] <= pd.Timestamp.now(tz="UTC")  # a closed bar
+        assert request.tags["dagster/asset_partition_range_end"] == (f"{newest:%Y-%m-%d}|{symbol}")
         assert request.run_key.endswith(newest.isoformat())
     # What the sensor asked for, run as asked: afterwards it has nothing to request.
     job = build_definitions(settings).resolve_implicit_global_asset_job_def()
@@ -93,8 +93,28 @@ def test_new_bars_request_exactly_the_days_behind_then_nothing(
             instance=instance, asset_selection=request.asset_selection, tags=request.tags
         )
     again = _tick(settings, instance)
-    assert again.run_requests == []
-    assert again.skip_message.count("up to date") == 2
+    for request in again.run_requests:  # only when a bar closed meanwhile (hour boundary)
+        assert (
+            request.tags["clm/newest_stored_bar"]
+            == tick.run_requests[0].tags["clm/newest_source_bar"]
+        )
+    if not again.run_requests:
+        assert again.skip_message.count("up to date") == 2
+
+
+def test_today_stores_only_its_closed_bars_and_says_how_many_are_to_come(
+    tmp_path: Path, instance, today: pd.Timestamp
+) -> None:
+    settings = _settings(tmp_path, today)
+    day = f"{today:%Y-%m-%d}"
+    metadata = partition_metadata(settings, "market_data/raw_ohlcv", day, day)
+    now = pd.Timestamp.now(tz="UTC")
+    stored = newest_stored_bars(settings)
+    for symbol in settings.symbols:
+        assert stored[symbol] + INTERVALS["1h"] <= now  # closed
+        meta = metadata[f"{day}|{symbol}"]
+        assert meta["rows_written"].value + meta["bars_not_closed_yet"].value == 24
+        assert meta["missing_bars"].value == 0
 
 
 def _closed_port() -> int:
@@ -143,17 +163,17 @@ def test_a_store_locked_by_a_writer_is_a_skip_not_a_wait(
     stored_hours=st.integers(0, 24 * 30),
     lag_hours=st.integers(-48, 24 * 10),
 )
-def test_days_behind_are_complete_after_the_stored_day_and_contiguous(
+def test_days_to_refresh_run_from_the_unfinished_stored_day_to_the_newest_source_day(
     stored_hours: int, lag_hours: int
 ) -> None:
     first_day = pd.Timestamp("2024-01-01", tz="UTC")
     stored = first_day + pd.Timedelta(hours=stored_hours)
     source = stored + pd.Timedelta(hours=lag_hours)
-    days = days_behind(stored, source, "1h", first_day, None)
-    for day in days:
-        assert day > stored  # after the stored bars' day
-        assert day + DAY <= source + pd.Timedelta(hours=1)  # its last bar has closed
+    days = days_to_refresh(stored, source, "1h", first_day, None)
     assert all(b - a == DAY for a, b in itertools.pairwise(days))
-    if days:
-        assert days[0] == stored.floor("D") + DAY
-        assert days[-1] + 2 * DAY > source + pd.Timedelta(hours=1)  # no complete day left out
+    if source <= stored:
+        assert days == []
+        return
+    assert days[-1] == source.floor("D")  # through today, as far as its bars closed
+    complete = stored.hour == 23  # the stored day has all its bars
+    assert days[0] == stored.floor("D") + (DAY if complete else pd.Timedelta(0))

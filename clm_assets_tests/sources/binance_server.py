@@ -4,7 +4,8 @@
 so pagination, status codes, headers, timeouts and bodies are exercised end to end. The
 server is a test fixture only; nothing in ``clm_assets`` ever reads from it.
 
-Endpoints (semantics of the real API, see ``shared/FACTS.md``):
+Endpoints (semantics of the real API, see ``shared/FACTS.md``; the formats come from
+``clm_assets.live.binance_format``, shared with the replay exchange):
 
 * ``GET /api/v3/exchangeInfo`` — the fields ccxt's ``binance.fetch_markets`` /
   ``parse_market`` read, for the spot symbols ``BTCUSDT`` and ``ETHUSDT``.
@@ -35,33 +36,23 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
-KLINES = "/api/v3/klines"
-EXCHANGE_INFO = "/api/v3/exchangeInfo"
+from clm_assets.live.binance_format import (
+    EXCHANGE_INFO,
+    INTERVAL_MS,
+    KLINES,
+    BinanceError,
+    BinanceHandler,
+    LoopbackServer,
+    Market,
+    exchange_info,
+    kline_row,
+    parse_klines_query,
+)
 
-INTERVAL_MS: dict[str, int] = {
-    "1s": 1_000,
-    "1m": 60_000,
-    "3m": 180_000,
-    "5m": 300_000,
-    "15m": 900_000,
-    "30m": 1_800_000,
-    "1h": 3_600_000,
-    "2h": 7_200_000,
-    "4h": 14_400_000,
-    "6h": 21_600_000,
-    "8h": 28_800_000,
-    "12h": 43_200_000,
-    "1d": 86_400_000,
-}
-"""Fixed-length Binance intervals this server serves (``3d``, ``1w``, ``1M`` are not served)."""
-
-MAX_LIMIT = 1000
-DEFAULT_LIMIT = 500
 _BLOCK = 4096  # bars per independently seeded block of the walk
 
 
@@ -192,12 +183,8 @@ class _Walk:
         return o, h, low, c, float(blk["volume"][j]), int(blk["trades"][j]), float(blk["taker"][j])
 
 
-def _dec(x: float) -> str:
-    return f"{x:.8f}"
-
-
-class BinanceServer:
-    """``ThreadingHTTPServer`` on ``127.0.0.1:<free port>`` in a daemon thread.
+class BinanceServer(LoopbackServer):
+    """The Binance fake on ``127.0.0.1:<free port>`` in a daemon thread (``LoopbackServer``).
 
     ``now_ms`` is the server's clock (default: real time); it bounds the newest bar served,
     which is the still-open one, as on Binance.
@@ -213,35 +200,7 @@ class BinanceServer:
         self._lock = threading.Lock()
         self._weight_minute = -1
         self._weight = 0
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    # -- lifecycle -----------------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
-
-    @property
-    def api_url(self) -> str:
-        """What ``ExchangeSource(api_url=...)`` takes: the ``/api/v3`` base."""
-        return f"http://127.0.0.1:{self.port}/api/v3"
-
-    def start(self) -> BinanceServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join()
-
-    def __enter__(self) -> BinanceServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(_handler_for(self))
 
     # -- scripting and inspection -------------------------------------------------------
     def push(self, *faults: Fault, path: str = KLINES) -> None:
@@ -279,20 +238,15 @@ class BinanceServer:
         i = (open_ms - LISTINGS[symbol].listed_ms) // step
         o, h, low, c, vol, trades, taker = self._walk(symbol, interval).bar(i)
         vwap = (o + h + low + c) / 4
-        return [
+        return kline_row(
             open_ms,
-            _dec(o),
-            _dec(h),
-            _dec(low),
-            _dec(c),
-            _dec(vol),
-            open_ms + step - 1,
-            _dec(vol * vwap),
+            step,
+            (o, h, low, c, vol),
+            vol * vwap,
             trades,
-            _dec(vol * taker),
-            _dec(vol * taker * vwap),
-            "0",
-        ]
+            vol * taker,
+            vol * taker * vwap,
+        )
 
     def _next_fault(self, path: str) -> Fault | None:
         with self._lock:
@@ -308,83 +262,16 @@ class BinanceServer:
             return self._weight
 
     def _exchange_info(self) -> tuple[int, object]:
-        symbols = [
-            {
-                "symbol": sym,
-                "status": "TRADING",
-                "baseAsset": lst.base,
-                "baseAssetPrecision": 8,
-                "quoteAsset": lst.quote,
-                "quotePrecision": 8,
-                "quoteAssetPrecision": 8,
-                "baseCommissionPrecision": 8,
-                "quoteCommissionPrecision": 8,
-                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT"],
-                "icebergAllowed": True,
-                "ocoAllowed": True,
-                "isSpotTradingAllowed": True,
-                "isMarginTradingAllowed": True,
-                "filters": [
-                    {
-                        "filterType": "PRICE_FILTER",
-                        "minPrice": "0.01000000",
-                        "maxPrice": "1000000.00000000",
-                        "tickSize": "0.01000000",
-                    },
-                    {
-                        "filterType": "LOT_SIZE",
-                        "minQty": "0.00001000",
-                        "maxQty": "9000.00000000",
-                        "stepSize": "0.00001000",
-                    },
-                    {"filterType": "NOTIONAL", "minNotional": "5.00000000"},
-                ],
-                "permissions": [],
-                "permissionSets": [["SPOT", "MARGIN"]],
-                "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-            }
-            for sym, lst in LISTINGS.items()
-        ]
-        return 200, {
-            "timezone": "UTC",
-            "serverTime": self.now_ms(),
-            "rateLimits": [
-                {
-                    "rateLimitType": "REQUEST_WEIGHT",
-                    "interval": "MINUTE",
-                    "intervalNum": 1,
-                    "limit": 6000,
-                },
-            ],
-            "exchangeFilters": [],
-            "symbols": symbols,
-        }
+        markets = [Market(sym, lst.base, lst.quote) for sym, lst in LISTINGS.items()]
+        return 200, exchange_info(markets, self.now_ms())
 
     def _klines(self, params: dict[str, str], fault: Fault | None) -> tuple[int, object]:
-        symbol, interval = params.get("symbol"), params.get("interval")
-        if not symbol or not interval:
-            missing = "symbol" if not symbol else "interval"
-            return 400, {
-                "code": -1102,
-                "msg": f"Mandatory parameter '{missing}' was not sent, was empty/null, or "
-                "malformed.",
-            }
-        if symbol not in LISTINGS:
-            return 400, {"code": -1121, "msg": "Invalid symbol."}
-        if interval not in INTERVAL_MS:
-            return 400, {"code": -1120, "msg": "Invalid interval."}
         try:
-            limit = int(params.get("limit", DEFAULT_LIMIT))
-            start = int(params["startTime"]) if "startTime" in params else None
-            end = int(params["endTime"]) if "endTime" in params else None
-        except ValueError:
-            return 400, {"code": -1100, "msg": "Illegal characters found in a parameter."}
+            symbol, interval, start, end, limit = parse_klines_query(params, LISTINGS, INTERVAL_MS)
+        except BinanceError as exc:
+            return exc.status, exc.body
         if fault is not None and fault.start_ms is not None:
             start = fault.start_ms
-        if not 1 <= limit <= MAX_LIMIT:
-            return 400, {"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."}
-        if start is not None and end is not None and start > end:
-            return 400, {"code": -1023, "msg": "Start time is greater than end time."}
 
         step = INTERVAL_MS[interval]
         listed = LISTINGS[symbol].listed_ms
@@ -410,13 +297,8 @@ class BinanceServer:
         return 200, rows
 
 
-def _handler_for(server: BinanceServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: object) -> None:  # keep test output clean
-            pass
-
+def _handler_for(server: BinanceServer) -> type[BinanceHandler]:
+    class Handler(BinanceHandler):
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             params = dict(parse_qsl(url.query))
@@ -431,28 +313,15 @@ def _handler_for(server: BinanceServer) -> type[BaseHTTPRequestHandler]:
             if fault is not None and fault.body is not None:
                 if fault.retry_after is not None:
                     headers["Retry-After"] = fault.retry_after
-                self._send(fault.status, fault.body, fault.content_type, headers)
+                self.send(fault.status, fault.body, fault.content_type, headers)
                 return
             if url.path == EXCHANGE_INFO:
                 status, payload = server._exchange_info()
             elif url.path == KLINES:
                 status, payload = server._klines(params, fault)
             else:
-                self._send(404, "Not Found", "text/html", headers)
+                self.send(404, "Not Found", "text/html", headers)
                 return
-            self._send(status, json.dumps(payload), "application/json;charset=UTF-8", headers)
-
-        def _send(self, status: int, body: str, ctype: str, headers: dict[str, str]) -> None:
-            data = body.encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (its timeout), as real clients do
+            self.send_json(status, payload, headers)
 
     return Handler

@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 from scipy import stats
 from statsmodels.stats.diagnostic import acorr_ljungbox
 
+from clm_assets.backtest.engine import run_backtest
+from clm_assets.features.indicators import compute_features
+from clm_assets.models.gbdt import XGBoostModel
 from clm_assets.sources import synthetic
 from clm_assets.sources.base import (
     OHLCV_COLUMNS,
@@ -20,7 +23,7 @@ from clm_assets.sources.base import (
     UnsupportedIntervalError,
 )
 from clm_assets.sources.intervals import INTERVALS
-from clm_assets.sources.synthetic import BLOCK_BARS, EPOCH, SyntheticSource
+from clm_assets.sources.synthetic import BLOCK_BARS, EPOCH, PlantedSignal, SyntheticSource
 
 YEAR = (pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2025-01-01", tz="UTC"))
 
@@ -151,23 +154,28 @@ def test_daily_partitions_concatenate_to_one_fetch() -> None:
     pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole, check_exact=True)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     interval=st.sampled_from(list(INTERVALS)),
     start_bar=st.integers(0, 2 * 365 * 24 * 60),
     bars=st.integers(2, 2500),
     split=st.floats(0.0, 1.0, exclude_min=True),
+    flip=st.none() | st.floats(-0.5, 1.5),
+    planted=st.booleans(),
 )
 def test_split_range_equals_whole_range(
-    interval: str, start_bar: int, bars: int, split: float
+    interval: str, start_bar: int, bars: int, split: float, flip: float | None, planted: bool
 ) -> None:
     """``[a, c)`` equals ``[a, b)`` + ``[b, c)`` for any ``b`` (also between bar opens) that
-    leaves a bar open on both sides."""
+    leaves a bar open on both sides, with or without a planted signal, whose flip may fall
+    before, inside (anywhere, also between bar opens) or after the range."""
     delta = INTERVALS[interval]
     a = EPOCH + (start_bar % (2 * 365 * 86_400 // int(delta.total_seconds()))) * delta
     c = a + bars * delta
     b = a + pd.Timedelta(max(1, int(split * (bars - 1) * delta.value)), unit="ns")
-    source = SyntheticSource(seed=5)
+    flip_at = None if flip is None else a + pd.Timedelta(int(flip * (c - a).value), unit="ns")
+    signal = PlantedSignal(0.3, flip_at=flip_at) if planted else None
+    source = SyntheticSource(seed=5, signal=signal)
     whole = source.fetch("ADA-USDT", interval, a, c)
     head = source.fetch("ADA-USDT", interval, a, b)
     tail = source.fetch("ADA-USDT", interval, b, c)
@@ -220,3 +228,105 @@ def test_empty_ranges() -> None:
 def test_invalid_parameters(params: dict) -> None:
     with pytest.raises(ValueError):
         SyntheticSource(**params)
+
+
+# -- the planted signal ---------------------------------------------------------------------
+
+FLIP = pd.Timestamp("2024-03-01", tz="UTC")
+SIGNAL = PlantedSignal(0.3, flip_at=FLIP)
+
+
+def _drift_aligned_hours(signal: PlantedSignal) -> np.ndarray:
+    """UTC hours whose bar (opening at that hour) drifts upward before the flip."""
+    mid = np.arange(24) + 0.5
+    return np.flatnonzero(np.cos(2 * np.pi * (mid - signal.phase_hours) / 24) > 0)
+
+
+@pytest.fixture(scope="module")
+def planted() -> pd.DataFrame:
+    """60 days of hourly bars either side of the flip."""
+    source = SyntheticSource(seed=7, signal=SIGNAL)
+    return source.fetch("BTC-USD", "1h", FLIP - pd.Timedelta(days=60), FLIP + pd.Timedelta(days=60))
+
+
+def test_signal_is_in_the_name() -> None:
+    assert SyntheticSource().name == "synthetic"
+    assert SyntheticSource(signal=SIGNAL).name == (
+        "synthetic+signal(strength=0.3,phase=14,flip=2024-03-01T00:00:00Z)"
+    )
+    no_flip = SyntheticSource(signal=PlantedSignal(0.15, phase_hours=2.5))
+    assert no_flip.name == "synthetic+signal(strength=0.15,phase=2.5,flip=none)"
+    assert SyntheticSource.name == "synthetic"  # the class keeps the plain name
+
+
+def test_signal_flips_the_hour_of_day_drift(planted: pd.DataFrame) -> None:
+    """What a user sees: before the flip the drift-aligned hours rise and the others fall;
+    from the flip on it is the other way round."""
+    returns = np.log(planted["close"] / planted["open"])
+    aligned = planted["open_time"].dt.hour.isin(_drift_aligned_hours(SIGNAL))
+    before = planted["open_time"] < FLIP
+    assert returns[before & aligned].mean() > 0 > returns[before & ~aligned].mean()
+    assert returns[~before & aligned].mean() < 0 < returns[~before & ~aligned].mean()
+
+
+def test_signal_leaves_the_garch_path_alone(planted: pd.DataFrame) -> None:
+    """The drift is exogenous: a bar's move differs from the plain series' (same seed) by the
+    drift alone, whose sign is set by the hour and the flip."""
+    plain = SyntheticSource(seed=7).fetch(
+        "BTC-USD", "1h", planted["open_time"].iloc[0], planted["open_time"].iloc[-1]
+    )
+    n = len(plain)
+    moved = np.log(planted["close"] / planted["open"]).to_numpy()[:n]
+    base = np.log(plain["close"] / plain["open"]).to_numpy()
+    aligned = planted["open_time"].dt.hour.isin(_drift_aligned_hours(SIGNAL)).to_numpy()[:n]
+    sign = np.where((planted["open_time"] < FLIP).to_numpy()[:n], 1, -1)
+    np.testing.assert_array_equal(np.sign(moved - base), np.where(aligned, sign, -sign))
+
+
+def test_a_fitted_model_learns_the_signal_and_loses_after_the_flip(
+    planted: pd.DataFrame,
+) -> None:
+    """XGBoost fitted on 40 days before the flip earns out of sample until the flip, net of
+    10 bps fees, and loses from the flip on."""
+    horizon = 4
+    features = compute_features(planted, "BTC-USD", horizon)
+    t = features["open_time"]
+    train_end = FLIP - pd.Timedelta(days=20)
+    train = features[(t >= t.iloc[0] + pd.Timedelta(days=10)) & (t < train_end)]
+    params = {**XGBoostModel.default_params(), "n_estimators": 100, "max_depth": 2}
+    model = XGBoostModel(params, seed=0)
+    model.fit(train.iloc[:-horizon], horizon)  # the last labels would reach the test span
+
+    def net_sharpe(start: pd.Timestamp, end: pd.Timestamp) -> float:
+        rows = ((t >= start) & (t < end)).to_numpy()
+        bars = planted[rows]
+        position = model.predict(features[rows])["position"].to_numpy()
+        result = run_backtest(bars["open_time"], bars["open"], bars["close"], position)
+        return float(result.returns.mean() / result.returns.std() * np.sqrt(8760))
+
+    assert net_sharpe(train_end, FLIP) > 1.0
+    assert net_sharpe(FLIP, FLIP + pd.Timedelta(days=20)) < -1.0
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"strength": 0.0}, "positive"),
+        ({"strength": -0.1}, "positive"),
+        ({"strength": float("nan")}, "positive"),
+        ({"strength": 0.1, "phase_hours": 24.0}, "phase_hours"),
+        ({"strength": 0.1, "phase_hours": -1.0}, "phase_hours"),
+    ],
+)
+def test_invalid_signal(params: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        PlantedSignal(**params)
+
+
+def test_signal_must_be_a_planted_signal() -> None:
+    with pytest.raises(ValueError, match="PlantedSignal"):
+        SyntheticSource(signal=0.1)  # type: ignore[arg-type]
+
+
+def test_naive_flip_is_utc() -> None:
+    assert PlantedSignal(0.1, flip_at=pd.Timestamp("2024-03-01")).flip_at == FLIP

@@ -12,7 +12,7 @@ from clm_assets.resources.market_data import MarketDataResource
 from clm_assets.resources.storage import StorageResource
 from clm_assets.settings import Settings
 from clm_assets.sources.base import SourceError
-from clm_assets.sources.factory import source_id
+from clm_assets.sources.factory import source_id, source_now
 from clm_assets.sources.intervals import interval_delta
 from clm_assets.sources.validation import ValidationReport, check_candles, validate_candles
 from clm_assets.storage.duckdb_store import DuckDBStore
@@ -118,23 +118,29 @@ def fetch_bars(
     source = market_data.build()
     origin = source_id(source)
     refuse_other_source(storage.store, origin)
-    per_day = pd.Timedelta(days=1) // interval_delta(settings.interval)
+    bar = interval_delta(settings.interval)
+    closed_by = source_now(source).floor(bar)  # bars opening before it have closed
     frames, reports = [], []
     for symbol, ranges in day_ranges(context).items():
-        for start, end in ranges:
-            label = f"{source.name}:{symbol} {settings.interval} [{start:%Y-%m-%d}, {end:%Y-%m-%d})"
+        for start, day_end in ranges:
+            end = min(day_end, closed_by)  # today (live) holds its closed bars only
+            label = f"{source.name}:{symbol} {settings.interval} [{start:%Y-%m-%d}, {end})"
+            if end <= start:
+                raise SourceError(f"{label}: no bar of the day has closed yet (now {closed_by})")
             bars = source.fetch(symbol, settings.interval, start, end)
             clean, report = validate_candles(bars, settings.interval, start, end, label)
             clean.insert(1, "symbol", symbol)
             clean[SOURCE_COLUMN] = origin
             frames.append(clean)
             reports.append(report)
-            for day in pd.date_range(start, end, freq="D", inclusive="left"):
+            for day in pd.date_range(start, day_end, freq="D", inclusive="left"):
                 times = clean["open_time"][clean["open_time"].between(day, day + DAY, "left")]
+                closed = max(min(day + DAY, end) - day, pd.Timedelta(0)) // bar
                 context.add_asset_metadata(
                     {
                         ROWS_WRITTEN: len(times),
-                        "missing_bars": per_day - len(times),
+                        "missing_bars": closed - len(times),
+                        "bars_not_closed_yet": DAY // bar - closed,
                         "first_bar": times.min().isoformat() if len(times) else "none",
                         "last_bar": times.max().isoformat() if len(times) else "none",
                     },
