@@ -17,7 +17,6 @@ from clm_assets.assets.features.assets import warmup_days
 from clm_assets.assets.training.assets import lookback_days
 from clm_assets.definitions import build_definitions
 from clm_assets.features.indicators import FEATURE_NAMES
-from clm_assets.models.families import FAMILIES
 from clm_assets.numbers import fmt_number
 from clm_assets.pipeline import materialize_days
 from clm_assets.registry.evaluations import evaluation
@@ -60,9 +59,10 @@ def run_demo(days: int = 90) -> int:
         "features/features": stage(["features/features"], features_first),
     }
     _print_data(DuckDBStore(settings.db_path), timings, features_first, as_of, days, settings)
-    train_s = stage([f"models/{f}" for f in FAMILIES], as_of)
+    train_s = stage([f"models/{f}" for f in settings.families], as_of)
     eval_s = stage(
-        [f"evaluation/backtest_{f}" for f in FAMILIES] + ["promotion/promoted_model"], as_of
+        [f"evaluation/backtest_{f}" for f in settings.families] + ["promotion/promoted_model"],
+        as_of,
     )
     _print_models(DuckDBStore(settings.db_path), settings, as_of, train_s, eval_s)
     return 0
@@ -108,7 +108,7 @@ def _print_models(store, settings, as_of, train_s, eval_s) -> None:
     print(head)
     paths, bh = [], None
     with store.connect() as conn:
-        for family in FAMILIES:
+        for family in settings.families:
             ev = evaluation(conn, family, "BTC-USD", as_of)
             if ev is None:
                 print(f"{family:<14}  no evaluation recorded")

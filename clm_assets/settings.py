@@ -20,8 +20,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from clm_assets.models.base import ModelError
-from clm_assets.models.families import validate_params
+from clm_assets.models.families import FAMILIES, validate_params
 from clm_assets.sources.base import UnsupportedIntervalError
 from clm_assets.sources.intervals import interval_delta
 from clm_assets.storage.duckdb_store import StorageError, check_writable
@@ -57,6 +59,10 @@ class Settings:
     exchange_url: str | None = None
     exchange_max_retries: int = 5
     synthetic_seed: int = 7
+    synthetic_signal: float | None = None
+    """Strength of a planted hour-of-day drift in the synthetic source (None: none)."""
+    synthetic_flip_at: str | None = None
+    """When the planted drift reverses (ISO time, UTC); None: never."""
     label_horizon: int = 4
     train_days: int = 90
     eval_days: int = 14
@@ -69,6 +75,8 @@ class Settings:
     clock: str = "local"
     """Whose clock says which bars have closed: ``local`` or ``exchange`` (the exchange's
     server time: a replay exchange's virtual clock, or a live exchange's own)."""
+    families: tuple[str, ...] = tuple(FAMILIES)
+    """The model families this deployment trains, evaluates and judges (all by default)."""
     model_seed: int = 0
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-family overrides of the defaults, e.g. ``{"nhits": {"max_steps": 300}}``."""
@@ -87,8 +95,10 @@ class Settings:
         except UnsupportedIntervalError as exc:
             raise SettingsError(f"CLM_INTERVAL: {exc}") from None
         self._check_symbols()
+        self._check_families()
         self._check_dates()
         self._check_clock()
+        self._check_signal()
         self._check_numbers()
         _check_model_params(self.model_params)
         try:
@@ -105,6 +115,14 @@ class Settings:
                 )
         if len(set(self.symbols)) != len(self.symbols):
             raise SettingsError(f"CLM_SYMBOLS lists a symbol twice: {', '.join(self.symbols)}")
+
+    def _check_families(self) -> None:
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown or not self.families or len(set(self.families)) != len(self.families):
+            raise SettingsError(
+                f"CLM_FAMILIES={','.join(self.families)!r}; allowed: a comma-separated subset "
+                f"of {', '.join(FAMILIES)}, each once"
+            )
 
     def _check_dates(self) -> None:
         start = _date("CLM_START_DATE", self.start_date)
@@ -145,6 +163,23 @@ class Settings:
     def retrain_schedule(self) -> str:
         return self.retrain_cron or self.model_cron
 
+    def _check_signal(self) -> None:
+        if self.synthetic_signal is None:
+            if self.synthetic_flip_at is not None:
+                raise SettingsError("CLM_SYNTHETIC_FLIP_AT needs CLM_SYNTHETIC_SIGNAL (a strength)")
+            return
+        if not (math.isfinite(self.synthetic_signal) and self.synthetic_signal > 0):
+            raise SettingsError(
+                f"CLM_SYNTHETIC_SIGNAL={self.synthetic_signal!r}; allowed: a strength > 0"
+            )
+        if self.synthetic_flip_at is not None:
+            try:
+                pd.Timestamp(self.synthetic_flip_at)
+            except ValueError:
+                raise SettingsError(
+                    f"CLM_SYNTHETIC_FLIP_AT={self.synthetic_flip_at!r}; allowed: an ISO time"
+                ) from None
+
     def _check_clock(self) -> None:
         if self.clock not in CLOCKS:
             raise SettingsError(f"CLM_CLOCK={self.clock!r}; choose one of {', '.join(CLOCKS)}")
@@ -171,12 +206,21 @@ class Settings:
             exchange_url=env.get("CLM_EXCHANGE_URL") or None,
             exchange_max_retries=_int(env, "CLM_EXCHANGE_RETRIES", 5),
             synthetic_seed=_int(env, "CLM_SYNTHETIC_SEED", 7),
+            synthetic_signal=(
+                _float(env, "CLM_SYNTHETIC_SIGNAL", 0.0)
+                if env.get("CLM_SYNTHETIC_SIGNAL")
+                else None
+            ),
+            synthetic_flip_at=env.get("CLM_SYNTHETIC_FLIP_AT") or None,
             label_horizon=_int(env, "CLM_LABEL_HORIZON", 4),
             train_days=_int(env, "CLM_TRAIN_DAYS", 90),
             eval_days=_int(env, "CLM_EVAL_DAYS", 14),
             model_cron=env.get("CLM_MODEL_CRON", "0 0 * * *"),
             retrain_cron=env.get("CLM_RETRAIN_CRON") or None,
             clock=env.get("CLM_CLOCK", "local"),
+            families=tuple(
+                f.strip() for f in env.get("CLM_FAMILIES", ",".join(FAMILIES)).split(",")
+            ),
             model_seed=_int(env, "CLM_MODEL_SEED", 0),
             model_params=_json(env, "CLM_MODEL_PARAMS"),
             fee_bps=_float(env, "CLM_FEE_BPS", 10.0),

@@ -78,3 +78,16 @@ def partition_metadata(
         assert event is not None and event.partition is not None
         metadata.setdefault(event.partition, dict(event.metadata))
     return metadata
+
+
+@pytest.fixture(scope="session")
+def live_world(tmp_path_factory: pytest.TempPathFactory):
+    """The live world of ``monitoring/world.py``, built once per session (about 30 s of
+    real training and scoring); tests may add decisions after 2024-03-01 only."""
+    from clm_assets_tests.monitoring.world import GATES, build_live_world
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in GATES.items():
+            patch.setenv(name, value)
+        with dg.DagsterInstance.ephemeral() as instance:
+            yield build_live_world(tmp_path_factory.mktemp("live"), instance)

@@ -47,7 +47,7 @@ def preview(frame: pd.DataFrame, columns: list[str], rows: int = 5) -> dg.Metada
 
 GRAPH_SETTINGS = (
     "source", "symbols", "interval", "start_date", "end_date", "model_cron",
-    "train_days", "eval_days", "label_horizon",
+    "train_days", "eval_days", "label_horizon", "families", "retrain_cron",
 )  # fmt: skip
 """What shapes the graph (partitions and their mappings), read once at load."""
 
@@ -57,4 +57,5 @@ def run_config_record(settings: Settings, **config: object) -> dict[str, object]
     materialization's metadata: any number in the UI traces back to both."""
     shaped = {name: getattr(settings, name) for name in GRAPH_SETTINGS}
     shaped["symbols"] = list(settings.symbols)
+    shaped["families"] = list(settings.families)
     return {"settings": shaped, **config}

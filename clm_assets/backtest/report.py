@@ -50,6 +50,13 @@ def equity_png(result: BacktestResult, buy_and_hold: BacktestResult, title: str)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.tick_params(labelsize=7)
+    return figure_png(fig)
+
+
+def figure_png(fig) -> bytes:
+    """A matplotlib figure with dated x axes as PNG bytes; the figure is closed."""
+    import matplotlib.pyplot as plt
+
     fig.autofmt_xdate()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")

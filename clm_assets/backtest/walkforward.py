@@ -32,6 +32,8 @@ class Segment:
     end: pd.Timestamp
     champion: str
     """``family@as-of (version)`` or ``none`` (flat)."""
+    model: ModelArtifact | None = None
+    """The champion traded (None: flat)."""
 
 
 @dataclass
@@ -54,6 +56,7 @@ def walk_forward(
     fee_bps: float = 10.0,
     slippage_bps: float = 0.0,
     long_only: bool = False,
+    until: pd.Timestamp | None = None,
 ) -> WalkForward:
     """Stitch the champions chosen by ``decisions``, the automatic decisions of ``symbol``.
 
@@ -63,6 +66,8 @@ def walk_forward(
     reads them from the registry, so the backtest package does not depend on it.
     ``as_of_end`` maps each decided as-of (partition start) to its end, the decision time.
     Each champion is traded from its stored bytes, which must still be the version decided.
+    ``until``: the last decision's champion trades up to it too (the live, open-ended
+    segment of paper trading); without it the last decision only ends the record.
     """
     decisions = decisions.sort_values("as_of")
     repeated = decisions["as_of"][decisions["as_of"].duplicated()]
@@ -71,23 +76,26 @@ def walk_forward(
             f"{symbol}: more than one decision for as-of {repeated.iloc[0]}; pass one "
             "automatic decision per as-of"
         )
-    if len(decisions) < 2:
+    if len(decisions) < (1 if until is not None else 2):
         raise WalkForwardError(
             f"{symbol}: a walk-forward needs at least two recorded decisions, found "
             f"{len(decisions)}; backfill models, backtests and promotion over a range first"
         )
     ends = [as_of_end[pd.Timestamp(a)] for a in decisions["as_of"]]
+    traded = decisions.iloc[:-1]
+    if until is not None:
+        ends.append(until)
+        traded = decisions
     positions, segments = [], []
-    for (_, row), start, end in zip(
-        decisions.iloc[:-1].iterrows(), ends[:-1], ends[1:], strict=True
-    ):
+    for (_, row), start, end in zip(traded.iterrows(), ends[:-1], ends[1:], strict=True):
+        artifact = None
         if pd.isna(row["champion_family"]):
             label = "none"
-            times = _bars(store, symbol, start, end)["open_time"]
+            times = read_bars(store, symbol, start, end)["open_time"]
             positions.append(pd.DataFrame({"open_time": times, "position": 0.0}))
         else:
             artifact = _decided_model(store, symbol, row)
-            label = f"{artifact.family}@{artifact.as_of:%Y-%m-%d} ({artifact.version})"
+            label = f"{artifact.family}@{artifact.as_of:%Y-%m-%d %H:%M} ({artifact.version})"
             features = _features(store, symbol, start - context, end)
             predicted = artifact.load().predict(features)
             inside = predicted[predicted["open_time"] >= start].reset_index(drop=True)
@@ -96,9 +104,9 @@ def walk_forward(
                     f"{label} gave no position for some bars of [{start}, {end})"
                 )
             positions.append(inside[["open_time", "position"]])
-        segments.append(Segment(start, end, label))
+        segments.append(Segment(start, end, label, artifact))
     stitched = pd.concat(positions, ignore_index=True)
-    bars = _bars(store, symbol, ends[0], ends[-1])
+    bars = read_bars(store, symbol, ends[0], ends[-1])
     if not stitched["open_time"].equals(bars["open_time"]):
         raise WalkForwardError(f"{symbol}: features and bars of the record do not align")
     result = run_backtest(
@@ -134,7 +142,7 @@ def _cell(schema: str, table: str, symbol: str, column: str, start, end) -> Tabl
     return TableSlice(schema, table, (SliceCell((("symbol", symbol),), column, start, end),))
 
 
-def _bars(store: DuckDBStore, symbol: str, start, end) -> pd.DataFrame:
+def read_bars(store: DuckDBStore, symbol: str, start, end) -> pd.DataFrame:
     return store.read(
         _cell("market_data", "raw_ohlcv", symbol, "open_time", start, end),
         columns=["open_time", "open", "close"],

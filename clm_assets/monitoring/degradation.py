@@ -43,6 +43,7 @@ from clm_assets.numbers import fmt_number
 
 CUSUM = "cusum"
 DRAWDOWN = "drawdown"
+NO_COOLDOWN = pd.Timedelta(0)
 
 
 def _finite(name: str, value: float) -> float:
@@ -350,3 +351,29 @@ def detect(returns: pd.Series, expectation: Expectation, config: DetectorConfig)
         drawdown_floor=floor,
         reason=head,
     )
+
+
+def alarms(
+    returns: pd.Series,
+    expectation: Expectation,
+    config: DetectorConfig,
+    cooldown: pd.Timedelta = NO_COOLDOWN,
+) -> tuple[list[Verdict], Verdict]:
+    """Every alarm of a record under the restart contract, and the verdict on the bars
+    after the last one.
+
+    Each alarm restarts the test on the bars strictly after it, so the alarms are a pure
+    function of the record: the sensor needs no cursor, the UI shows the same alarms, and
+    re-evaluating a tick cannot fire twice for one stretch. An alarm within ``cooldown``
+    of the previous one is not counted (its evidence is restarted all the same).
+    """
+    found: list[Verdict] = []
+    rest = returns
+    while True:
+        verdict = detect(rest, expectation, config)
+        if not verdict.fired:
+            return found, verdict
+        assert verdict.fired_at is not None
+        if not found or verdict.fired_at - found[-1].fired_at >= cooldown:  # type: ignore[operator]
+            found.append(verdict)
+        rest = rest[rest.index > verdict.fired_at]

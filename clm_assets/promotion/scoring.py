@@ -42,6 +42,8 @@ class Context:
     gates: Gates
     costs: Costs
     interval: str
+    families: tuple[str, ...] = tuple(FAMILIES)
+    """The families judged: the deployment's (``CLM_FAMILIES``)."""
 
     @property
     def bar(self) -> pd.Timedelta:
@@ -92,7 +94,7 @@ def family_records(
     rows = _evaluations(store, symbol, as_of, start)
     bars = None
     records, missing = [], []
-    for family in FAMILIES:
+    for family in ctx.families:
         mine = rows[rows["family"] == family]
         current = mine[mine["as_of"] == as_of]
         if current.empty:

@@ -16,6 +16,8 @@ class MarketDataResource(dg.ConfigurableResource):
     exchange_url: str | None = None
     exchange_max_retries: int = 5
     synthetic_seed: int = 7
+    synthetic_signal: float | None = None
+    synthetic_flip_at: str | None = None
     clock: str = "local"
     """``local`` or ``exchange``: whose clock says which bars have closed."""
 
@@ -26,5 +28,7 @@ class MarketDataResource(dg.ConfigurableResource):
             exchange_url=self.exchange_url,
             exchange_max_retries=self.exchange_max_retries,
             synthetic_seed=self.synthetic_seed,
+            synthetic_signal=self.synthetic_signal,
+            synthetic_flip_at=self.synthetic_flip_at,
             clock=self.clock,
         )

@@ -8,17 +8,18 @@ the materialization's ``config`` (gates and costs).
 """
 
 import os
-from dataclasses import fields
 
 import dagster as dg
 
 from clm_assets.registry.gates import Gates
+from clm_assets.resources.env_config import env_name as _env_name
+from clm_assets.resources.env_config import from_config_or_env
 
 ENV_PREFIX = "CLM_GATE_"
 
 
 def env_name(field: str) -> str:
-    return f"{ENV_PREFIX}{field.upper()}"
+    return _env_name(ENV_PREFIX, field)
 
 
 class PromotionResource(dg.ConfigurableResource):
@@ -41,23 +42,7 @@ class PromotionResource(dg.ConfigurableResource):
         """The gates of this run: config, else ``CLM_GATE_<FIELD>``, else the default.
         A malformed variable or value is an error naming it."""
         env = dict(os.environ if env is None else env)
-        values: dict = {}
-        for f in fields(Gates):
-            configured = getattr(self, f.name)
-            if configured is not None:
-                values[f.name] = configured
-                continue
-            raw = env.get(env_name(f.name))
-            if raw is None or raw.strip() == "":
-                continue
-            kind = int if f.type in (int, "int") else float
-            try:
-                values[f.name] = kind(raw)
-            except ValueError:
-                raise ValueError(
-                    f"{env_name(f.name)}={raw!r} is not {'an int' if kind is int else 'a number'}"
-                ) from None
         try:
-            return Gates(**values)
+            return from_config_or_env(Gates, ENV_PREFIX, self, env)
         except ValueError as err:
-            raise ValueError(f"promotion gates ({ENV_PREFIX}* or resource config): {err}") from None
+            raise ValueError(f"promotion gates ({err})") from None

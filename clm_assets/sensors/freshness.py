@@ -24,7 +24,12 @@ from clm_assets.sources.freshness import DAY, days_to_refresh, newest_closed_bar
 from clm_assets.sources.intervals import interval_delta
 from clm_assets.storage.duckdb_store import DuckDBStore, StorageError
 
-SELECTION = [dg.AssetKey(["market_data", "raw_ohlcv"]), dg.AssetKey(["features", "features"])]
+SELECTION = [
+    dg.AssetKey(["market_data", "raw_ohlcv"]),
+    dg.AssetKey(["features", "features"]),
+    dg.AssetKey(["monitoring", "live_performance"]),
+]
+"""New bars, their features, and the production model paper-traded on them."""
 LOCK_WAIT_S = 5.0
 
 

@@ -1,10 +1,12 @@
-"""``scheduled_retraining``: every family retrains for each as-of partition of the model
-cadence (``CLM_MODEL_CRON``) once it has ended AND its features are stored; evaluation and
-promotion follow in the same run.
+"""``scheduled_retraining``: every family retrains for each as-of the retrain cadence
+(``CLM_RETRAIN_CRON``, else every as-of of ``CLM_MODEL_CRON``) ends on, once that as-of
+has ended AND its features are stored; evaluation and promotion follow in the same run.
 
 A plain schedule would fire at the partition's end, a minute before the freshness sensor
 has stored its last bars, and fail; this sensor waits for the data instead, and its run key
-is the partition, so each as-of × symbol is requested once however often it ticks.
+is the partition, so each as-of × symbol is requested once however often it ticks. The
+as-ofs between two retrain times belong to ``performance_degradation`` (``retrain_request``
+is shared): the two sensors never request the same as-of.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from clm_assets.partitions import as_of_window, model_partitions, partition_key_of
+from clm_assets.partitions import as_of_window, model_partitions, partition_key_of, retrain_ticks
 from clm_assets.sensors import tick_result
 from clm_assets.sensors.freshness import newest_stored_bars
 from clm_assets.settings import Settings
@@ -23,12 +25,15 @@ SELECTION = dg.AssetSelection.groups("training", "evaluation", "promotion")
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
+    retrain_ticks(settings)  # a retrain time off the as-of grid fails at load
+
     @dg.sensor(
         name="scheduled_retraining",
         minimum_interval_seconds=60,
         asset_selection=SELECTION,
-        description=f"Retrains every family for each as-of partition ({settings.model_cron}) "
-        "once it has ended and its features are stored; evaluation and promotion follow.",
+        description=f"Retrains every family at each retrain time ({settings.retrain_schedule}) "
+        "once that as-of has ended and its features are stored; evaluation and promotion "
+        "follow.",
     )
     def scheduled_retraining(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         return tick_result(context, *retraining_tick(settings, pd.Timestamp.now(tz="UTC")))
@@ -36,16 +41,48 @@ def build_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(sensors=[scheduled_retraining])
 
 
-def retraining_tick(settings: Settings, now: pd.Timestamp) -> tuple[list[dg.RunRequest], list[str]]:
-    """The run requests of one tick at ``now`` (the newest ended as-of, per symbol whose
-    features reach its end), and why every other symbol has none."""
+def is_retrain_time(settings: Settings, when: pd.Timestamp) -> bool:
+    """Whether the retrain cadence fires at ``when`` (an as-of end)."""
+    ticks = retrain_ticks(settings)
+    key = ticks.get_partition_key_for_timestamp((when - pd.Timedelta(seconds=1)).timestamp())
+    return pd.Timestamp(ticks.time_window_for_partition_key(key).end) == when
+
+
+def newest_ended_as_of(
+    settings: Settings, now: pd.Timestamp, *, scheduled: bool
+) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """``(as_of, as_of_end)`` of the newest as-of that has ended by ``now`` (``scheduled``:
+    the newest whose end is a retrain time), or None before the first."""
     partitions = model_partitions(settings)
+    if settings.end_date is not None:  # the last as-of ends there
+        now = min(now, pd.Timestamp(settings.end_date, tz="UTC"))
+    as_of, as_of_end = as_of_window(partitions, now - pd.Timedelta(seconds=1))
+    first = pd.Timestamp(settings.start_date, tz="UTC")
+    while as_of >= first:
+        if as_of_end <= now and (not scheduled or is_retrain_time(settings, as_of_end)):
+            return as_of, as_of_end
+        as_of, as_of_end = as_of_window(partitions, as_of - pd.Timedelta(seconds=1))
+    return None
+
+
+def retrain_request(
+    settings: Settings, symbol: str, as_of: pd.Timestamp, tags: dict[str, str]
+) -> dg.RunRequest:
+    """Every family, its evaluation and the promotion decision for (``as_of``, ``symbol``).
+    The run key is the partition: whichever sensor asks, an as-of is retrained once."""
+    key = partition_key_of(model_partitions(settings), as_of, symbol)
+    return dg.RunRequest(run_key=f"retrain|{key}", partition_key=key, tags=tags)
+
+
+def retraining_tick(settings: Settings, now: pd.Timestamp) -> tuple[list[dg.RunRequest], list[str]]:
+    """The run requests of one tick at ``now`` (the newest ended as-of at a retrain time,
+    per symbol whose features reach its end), and why every other symbol has none."""
     if settings.end_date is not None and now >= pd.Timestamp(settings.end_date, tz="UTC"):
         return [], [f"the as-of partitions end {settings.end_date}; nothing new to train"]
-    current, _ = as_of_window(partitions, now)
-    if current <= pd.Timestamp(settings.start_date, tz="UTC"):
-        return [], ["no as-of partition has ended yet"]
-    as_of, as_of_end = as_of_window(partitions, current - pd.Timedelta(seconds=1))
+    newest = newest_ended_as_of(settings, now, scheduled=True)
+    if newest is None:
+        return [], ["no retrain time has passed yet"]
+    as_of, as_of_end = newest
     try:
         stored = newest_stored_bars(settings, "features", "features")
     except StorageError as exc:
@@ -53,16 +90,13 @@ def retraining_tick(settings: Settings, now: pd.Timestamp) -> tuple[list[dg.RunR
     last_bar = as_of_end - interval_delta(settings.interval)
     requests, reasons = [], []
     for symbol in settings.symbols:
-        key = partition_key_of(partitions, as_of, symbol)
-        newest = stored.get(symbol)
-        if newest is None or newest < last_bar:
-            reasons.append(f"{key}: waiting for features up to {last_bar} (stored: {newest})")
-            continue
-        requests.append(
-            dg.RunRequest(
-                run_key=f"retrain|{key}",
-                partition_key=key,
-                tags={"clm/trigger": "scheduled_retraining", "clm/cadence": settings.model_cron},
+        newest_features = stored.get(symbol)
+        if newest_features is None or newest_features < last_bar:
+            key = partition_key_of(model_partitions(settings), as_of, symbol)
+            reasons.append(
+                f"{key}: waiting for features up to {last_bar} (stored: {newest_features})"
             )
-        )
+            continue
+        tags = {"clm/trigger": "scheduled_retraining", "clm/cadence": settings.retrain_schedule}
+        requests.append(retrain_request(settings, symbol, as_of, tags))
     return requests, reasons

@@ -7,7 +7,7 @@ import pandas as pd
 from clm_assets.sources.base import MarketDataSource
 from clm_assets.sources.exchange import ExchangeSource
 from clm_assets.sources.sample import SampleSource
-from clm_assets.sources.synthetic import SyntheticSource
+from clm_assets.sources.synthetic import PlantedSignal, SyntheticSource
 
 
 def make_source(
@@ -17,6 +17,8 @@ def make_source(
     exchange_url: str | None = None,
     exchange_max_retries: int = 5,
     synthetic_seed: int = 7,
+    synthetic_signal: float | None = None,
+    synthetic_flip_at: str | None = None,
     clock: str = "local",
 ) -> MarketDataSource:
     """``clock="exchange"``: the exchange's server time decides which bars have closed."""
@@ -28,7 +30,11 @@ def make_source(
     if kind == "sample":
         return SampleSource()
     if kind == "synthetic":
-        return SyntheticSource(seed=synthetic_seed)
+        signal = None
+        if synthetic_signal is not None:
+            flip = None if synthetic_flip_at is None else pd.Timestamp(synthetic_flip_at)
+            signal = PlantedSignal(synthetic_signal, flip)
+        return SyntheticSource(seed=synthetic_seed, signal=signal)
     raise ValueError(f"unknown source {kind!r}: choose exchange, sample or synthetic")
 
 

@@ -20,6 +20,7 @@ from clm_assets.monitoring.degradation import (
     DRAWDOWN,
     DetectorConfig,
     Expectation,
+    alarms,
     cusum_path,
     detect,
 )
@@ -252,3 +253,15 @@ def test_cusum_path_is_the_recursion_and_the_alarm_is_its_first_crossing(
     assert (eligible[eligible.index < verdict.fired_at] <= config.threshold).all()
     if verdict.rule == CUSUM:
         assert path[verdict.fired_at] > config.threshold == verdict.threshold
+
+
+def test_alarms_restart_after_each_and_respect_the_cooldown() -> None:
+    expectation = Expectation(mean=0.001, std=0.01, max_drawdown=-0.5, label="test")
+    config = DetectorConfig(threshold=5.0, k=0.0, min_bars=1, drawdown_multiple=1.0)
+    index = pd.date_range("2024-01-01", periods=60, freq="h", tz="UTC")
+    losing = pd.Series(-0.01, index=index)  # each bar adds (0.0005 + 0.01) / 0.01 = 1.05
+    found, after = alarms(losing, expectation, config)
+    assert [v.fired_at for v in found] == list(index[4::5])  # fires every 5th bar
+    assert not after.fired
+    spaced, _ = alarms(losing, expectation, config, cooldown=pd.Timedelta(hours=12))
+    assert [v.fired_at for v in spaced] == [index[4], index[19], index[34], index[49]]

@@ -17,7 +17,6 @@ from clm_assets.backtest.report import (
 )
 from clm_assets.backtest.window import Costs, evaluate_on_window
 from clm_assets.models.artifact import ModelArtifact, TrainedModels
-from clm_assets.models.families import FAMILIES
 from clm_assets.models.windows import Windows, windows_for
 from clm_assets.numbers import fmt_number
 from clm_assets.partitions import (
@@ -44,7 +43,7 @@ PREDICTION_SHOWN = ["accuracy", "precision", "recall", "f1", "mae", "rmse", "pea
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
-    return dg.Definitions(assets=[backtest_asset(family, settings) for family in FAMILIES])
+    return dg.Definitions(assets=[backtest_asset(family, settings) for family in settings.families])
 
 
 def backtest_asset(family: str, settings: Settings) -> dg.AssetsDefinition:

@@ -12,7 +12,6 @@ import dagster as dg
 import pandas as pd
 
 from clm_assets.assets.runs import run_config_record
-from clm_assets.models.families import FAMILIES
 from clm_assets.partitions import (
     AS_OF_PARTITION_EXPR,
     DATE,
@@ -66,7 +65,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         key=["promotion", "promoted_model"],
         group_name="promotion",
         partitions_def=partitions,
-        deps=[dg.AssetKey(["evaluation", f"backtest_{f}"]) for f in FAMILIES],
+        deps=[dg.AssetKey(["evaluation", f"backtest_{f}"]) for f in settings.families],
         io_manager_key="duckdb_io",
         metadata={"partition_expr": AS_OF_PARTITION_EXPR},
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -87,7 +86,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         ``registry.promotions``, and attached to its own partition here.
         """
         gates, costs = promotion.gates(), backtest.costs()
-        ctx = Context(gates, costs, settings.interval)
+        ctx = Context(gates, costs, settings.interval, settings.families)
         decided = decide_partitions(storage.store, partitions, context.partition_keys, ctx)
         config = run_config_record(settings, gates=gates.as_dict(), costs=costs.as_dict())
         for key, decision in decided:

@@ -7,7 +7,7 @@ from clm_assets.assets.runs import run_config_record
 from clm_assets.features.schema import KEY_COLUMNS, check_label_horizon
 from clm_assets.models.artifact import ModelArtifact, TrainedModels, code_version
 from clm_assets.models.base import ModelError
-from clm_assets.models.families import FAMILIES, model_class
+from clm_assets.models.families import model_class
 from clm_assets.models.windows import Windows, horizon_days, windows_for
 from clm_assets.partitions import (
     AS_OF_PARTITION_EXPR,
@@ -45,7 +45,7 @@ DESCRIPTIONS = {
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
-    return dg.Definitions(assets=[model_asset(family, settings) for family in FAMILIES])
+    return dg.Definitions(assets=[model_asset(family, settings) for family in settings.families])
 
 
 def lookback_days(settings: Settings) -> int:
