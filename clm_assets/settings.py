@@ -73,6 +73,11 @@ class Settings:
     Its ticks must be as-of boundaries: a finer as-of grid lets the degradation sensor
     retrain between two scheduled retrains."""
     clock: str = "local"
+    sensor_interval_s: int = 60
+    """Minimum seconds between two ticks of each sensor."""
+    sensors_running: bool = False
+    """Sensors start running with the daemon (``make live``); else they are started in the
+    UI or with ``dagster sensor start``."""
     """Whose clock says which bars have closed: ``local`` or ``exchange`` (the exchange's
     server time: a replay exchange's virtual clock, or a live exchange's own)."""
     families: tuple[str, ...] = tuple(FAMILIES)
@@ -144,6 +149,7 @@ class Settings:
             "CLM_LABEL_HORIZON": (self.label_horizon, 1, "bar"),
             "CLM_TRAIN_DAYS": (self.train_days, 1, "day"),
             "CLM_EVAL_DAYS": (self.eval_days, 1, "day"),
+            "CLM_SENSOR_INTERVAL_S": (self.sensor_interval_s, 1, "second"),
             "CLM_EXCHANGE_RETRIES": (self.exchange_max_retries, 0, "retry"),
             "CLM_FEE_BPS": (self.fee_bps, 0, "basis point"),
             "CLM_SLIPPAGE_BPS": (self.slippage_bps, 0, "basis point"),
@@ -218,6 +224,8 @@ class Settings:
             model_cron=env.get("CLM_MODEL_CRON", "0 0 * * *"),
             retrain_cron=env.get("CLM_RETRAIN_CRON") or None,
             clock=env.get("CLM_CLOCK", "local"),
+            sensor_interval_s=_int(env, "CLM_SENSOR_INTERVAL_S", 60),
+            sensors_running=_bool(env, "CLM_SENSORS_RUNNING", False),
             families=tuple(
                 f.strip() for f in env.get("CLM_FAMILIES", ",".join(FAMILIES)).split(",")
             ),

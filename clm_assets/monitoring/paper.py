@@ -85,7 +85,7 @@ def paper_days(
         raise PaperError(
             f"{symbol}: no stored bar on {missing[0]:%Y-%m-%d}; materialize raw_ohlcv first"
         )
-    until = pd.Timestamp(bars["open_time"].iloc[-1]) + bar
+    until = min(bars["open_time"].iloc[-1], _newest_features(store, symbol, last_day + DAY)) + bar
     ends = {pd.Timestamp(a): as_of_end[pd.Timestamp(a)] for a in decisions["as_of"]}
     effective = decisions[[ends[pd.Timestamp(a)] < until for a in decisions["as_of"]]]
     if effective.empty:
@@ -134,6 +134,19 @@ def attributed(record: WalkForward) -> pd.DataFrame:
             frame.loc[inside, "model_as_of"] = seg.model.as_of
             frame.loc[inside, "version"] = seg.model.version
     return frame[list(COLUMNS)]
+
+
+def _newest_features(store: DuckDBStore, symbol: str, before: pd.Timestamp) -> pd.Timestamp:
+    """The models trade on features: the record ends at the newest bar that has them
+    (a bar stored by a run still computing its features is not traded yet)."""
+    found = store.query(
+        "SELECT max(open_time) AS t FROM features.features WHERE symbol = ? AND open_time < ?",
+        [symbol, before.tz_convert(None).to_pydatetime()],
+    )["t"].iloc[0]
+    if pd.isna(found):
+        raise PaperError(f"{symbol}: no features stored before {before}")
+    found = pd.Timestamp(found)
+    return found if found.tz is not None else found.tz_localize("UTC")
 
 
 def _unattributed(n: int) -> dict[str, pd.Series]:

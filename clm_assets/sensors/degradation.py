@@ -23,7 +23,8 @@ from clm_assets.monitoring.degradation import DetectorConfig, alarms
 from clm_assets.monitoring.divergence import NoExpectationError, divergence
 from clm_assets.partitions import DATE, as_of_bounds, model_partitions
 from clm_assets.resources.degradation import DegradationResource
-from clm_assets.sensors import tick_result
+from clm_assets.resources.market_data import MarketDataResource
+from clm_assets.sensors import market_now, sensor_options, tick_result
 from clm_assets.sensors.freshness import LOCK_WAIT_S, newest_stored_bars
 from clm_assets.sensors.retraining import (
     SELECTION,
@@ -41,19 +42,22 @@ TABLE = "monitoring.live_performance"
 def build_defs(settings: Settings) -> dg.Definitions:
     @dg.sensor(
         name="performance_degradation",
-        minimum_interval_seconds=60,
+        **sensor_options(settings),
         asset_selection=SELECTION,
         description="Retrains every family (then evaluation and promotion) for the newest "
         "as-of after the production model's paper record fails its CUSUM test against the "
         "haircut backtest promise or its drawdown floor.",
     )
     def performance_degradation(
-        context: dg.SensorEvaluationContext, degradation: DegradationResource
+        context: dg.SensorEvaluationContext,
+        degradation: DegradationResource,
+        market_data: MarketDataResource,
     ) -> dg.SensorResult:
+        now, why = market_now(market_data)
+        if now is None:
+            return dg.SensorResult(skip_reason=why)
         cooldown = pd.Timedelta(hours=degradation.cooldown())
-        requests, reasons = degradation_tick(
-            settings, degradation.detector(), cooldown, pd.Timestamp.now(tz="UTC")
-        )
+        requests, reasons = degradation_tick(settings, degradation.detector(), cooldown, now)
         return tick_result(context, requests, reasons)
 
     return dg.Definitions(sensors=[performance_degradation])
@@ -62,8 +66,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
 def degradation_tick(
     settings: Settings, config: DetectorConfig, cooldown: pd.Timedelta, now: pd.Timestamp
 ) -> tuple[list[dg.RunRequest], list[str]]:
-    """The retrain requests of one tick, and why every other symbol has none. ``now`` only
-    bounds the as-ofs (the store's newest bar is the market's time)."""
+    """The retrain requests of one tick at ``now`` (the market's clock), and why every
+    other symbol has none."""
     store = DuckDBStore(settings.db_path, lock_timeout_s=LOCK_WAIT_S, read_only=True)
     try:
         if not store.table_exists("monitoring", "live_performance"):

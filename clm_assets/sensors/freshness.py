@@ -11,15 +11,16 @@ gives up after a few seconds (a long backfill holds the writer's lock).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import dagster as dg
 import pandas as pd
 
 from clm_assets.models.windows import horizon_days
 from clm_assets.resources.market_data import MarketDataResource
-from clm_assets.sensors import tick_result
+from clm_assets.sensors import IN_PROCESS, market_now, sensor_options, tick_result
 from clm_assets.settings import Settings
 from clm_assets.sources.base import SourceError
-from clm_assets.sources.factory import source_now
 from clm_assets.sources.freshness import DAY, days_to_refresh, newest_closed_bar
 from clm_assets.sources.intervals import interval_delta
 from clm_assets.storage.duckdb_store import DuckDBStore, StorageError
@@ -31,12 +32,21 @@ SELECTION = [
 ]
 """New bars, their features, and the production model paper-traded on them."""
 LOCK_WAIT_S = 5.0
+SYMBOL_TAG = "clm/symbol"
+IN_PROGRESS_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+"""A symbol with a freshness run in one of these gets no second one: overlapping runs
+would pile up behind the one DuckDB writer and write the same days twice."""
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
     @dg.sensor(
         name="data_freshness",
-        minimum_interval_seconds=60,
+        **sensor_options(settings),
         asset_selection=SELECTION,
         description="Requests the raw_ohlcv and features days whose bars have closed at the "
         "source but are not stored (and recomputes the day before, whose labels look into "
@@ -45,7 +55,15 @@ def build_defs(settings: Settings) -> dg.Definitions:
     def data_freshness(
         context: dg.SensorEvaluationContext, market_data: MarketDataResource
     ) -> dg.SensorResult:
-        return tick_result(context, *freshness_tick(settings, market_data))
+        busy = {
+            r.dagster_run.tags.get(SYMBOL_TAG)
+            for r in context.instance.get_run_records(
+                dg.RunsFilter(
+                    tags={"clm/trigger": "data_freshness"}, statuses=IN_PROGRESS_RUN_STATUSES
+                )
+            )
+        }
+        return tick_result(context, *freshness_tick(settings, market_data, busy=busy))
 
     return dg.Definitions(sensors=[data_freshness])
 
@@ -64,7 +82,10 @@ def newest_stored_bars(
 
 
 def freshness_tick(
-    settings: Settings, market_data: MarketDataResource, now: pd.Timestamp | None = None
+    settings: Settings,
+    market_data: MarketDataResource,
+    now: pd.Timestamp | None = None,
+    busy: Collection[str | None] = (),
 ) -> tuple[list[dg.RunRequest], list[str]]:
     """The run requests of one tick at ``now`` (default: the source's clock), and why every
     other symbol has none."""
@@ -74,15 +95,17 @@ def freshness_tick(
         return [], [f"store not readable: {exc}"]
     source = market_data.build()
     if now is None:
-        try:
-            now = source_now(source)
-        except SourceError as exc:
-            return [], [f"source clock failed: {exc}"]
+        now, why = market_now(market_data)
+        if now is None:
+            return [], [why]
     ahead = horizon_days(settings.label_horizon, interval_delta(settings.interval))
     first_day = pd.Timestamp(settings.start_date, tz="UTC")
     end_day = None if settings.end_date is None else pd.Timestamp(settings.end_date, tz="UTC")
     requests, reasons = [], []
     for symbol in settings.symbols:
+        if symbol in busy:  # its next run catches up on everything closed meanwhile
+            reasons.append(f"{symbol}: a data_freshness run is queued or in progress")
+            continue
         if symbol not in stored:
             reasons.append(f"{symbol}: nothing stored yet; backfill its history first")
             continue
@@ -99,12 +122,14 @@ def freshness_tick(
         assert newest is not None
         requests.append(
             dg.RunRequest(
+                run_config=IN_PROCESS,
                 run_key=f"{symbol}|{start:%Y-%m-%d}|{days[-1]:%Y-%m-%d}|{newest.isoformat()}",
                 asset_selection=SELECTION,
                 tags={
                     "dagster/asset_partition_range_start": f"{start:%Y-%m-%d}|{symbol}",
                     "dagster/asset_partition_range_end": f"{days[-1]:%Y-%m-%d}|{symbol}",
                     "clm/trigger": "data_freshness",
+                    SYMBOL_TAG: symbol,
                     "clm/newest_stored_bar": stored[symbol].isoformat(),
                     "clm/newest_source_bar": newest.isoformat(),
                 },

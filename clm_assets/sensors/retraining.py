@@ -15,7 +15,8 @@ import dagster as dg
 import pandas as pd
 
 from clm_assets.partitions import as_of_window, model_partitions, partition_key_of, retrain_ticks
-from clm_assets.sensors import tick_result
+from clm_assets.resources.market_data import MarketDataResource
+from clm_assets.sensors import IN_PROCESS, market_now, sensor_options, tick_result
 from clm_assets.sensors.freshness import newest_stored_bars
 from clm_assets.settings import Settings
 from clm_assets.sources.intervals import interval_delta
@@ -29,14 +30,19 @@ def build_defs(settings: Settings) -> dg.Definitions:
 
     @dg.sensor(
         name="scheduled_retraining",
-        minimum_interval_seconds=60,
+        **sensor_options(settings),
         asset_selection=SELECTION,
         description=f"Retrains every family at each retrain time ({settings.retrain_schedule}) "
         "once that as-of has ended and its features are stored; evaluation and promotion "
         "follow.",
     )
-    def scheduled_retraining(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        return tick_result(context, *retraining_tick(settings, pd.Timestamp.now(tz="UTC")))
+    def scheduled_retraining(
+        context: dg.SensorEvaluationContext, market_data: MarketDataResource
+    ) -> dg.SensorResult:
+        now, why = market_now(market_data)
+        if now is None:
+            return dg.SensorResult(skip_reason=why)
+        return tick_result(context, *retraining_tick(settings, now))
 
     return dg.Definitions(sensors=[scheduled_retraining])
 
@@ -71,7 +77,9 @@ def retrain_request(
     """Every family, its evaluation and the promotion decision for (``as_of``, ``symbol``).
     The run key is the partition: whichever sensor asks, an as-of is retrained once."""
     key = partition_key_of(model_partitions(settings), as_of, symbol)
-    return dg.RunRequest(run_key=f"retrain|{key}", partition_key=key, tags=tags)
+    return dg.RunRequest(
+        run_key=f"retrain|{key}", partition_key=key, tags=tags, run_config=IN_PROCESS
+    )
 
 
 def retraining_tick(settings: Settings, now: pd.Timestamp) -> tuple[list[dg.RunRequest], list[str]]:

@@ -80,7 +80,8 @@ def test_flipped_edge_fires_after_the_flip_and_says_why() -> None:
     assert f"CUSUM {verdict.statistic:.3g} > {CONFIG.threshold:.3g}" in verdict.reason
     assert f"over {verdict.bars} bars [2025-01-01 00:00, " in verdict.reason
     assert f"{verdict.fired_at:%Y-%m-%d %H:%M}]" in verdict.reason
-    assert EXPECTATION.label in verdict.reason and "haircut 0.5" in verdict.reason
+    assert EXPECTATION.label in verdict.reason
+    assert f"haircut {CONFIG.haircut:g} of backtest" in verdict.reason
     assert cusum_path(returns, EXPECTATION, CONFIG)[verdict.fired_at] == verdict.statistic
 
 
@@ -98,17 +99,18 @@ def test_one_huge_outlier_bar_does_not_fire() -> None:
 
 def test_drawdown_floor_fires_when_the_cusum_is_still_quiet() -> None:
     # a wide promise (std 5 %) keeps the CUSUM slow; -0.5 % a bar passes the 30 % floor
-    # (1.5 x |-20 %|) after 72 bars: 1 - 0.995 ** 72 = 30.3 %
+    # (1.5 x |-20 %|, above a 5 % minimum) after 72 bars: 1 - 0.995 ** 72 = 30.3 %
     expectation = Expectation(mean=0.0, std=0.05, max_drawdown=-0.2, label="wide")
     returns = _series(np.full(200, -0.005))
-    verdict = detect(returns, expectation, CONFIG)
+    config = replace(CONFIG, min_drawdown=0.05)
+    verdict = detect(returns, expectation, config)
     assert verdict.fired and verdict.rule == DRAWDOWN
     assert verdict.fired_at == returns.index[71]
     assert verdict.threshold == verdict.drawdown_floor == pytest.approx(0.3)
     assert verdict.statistic == pytest.approx(1 - 0.995**72)
     assert verdict.drawdown == pytest.approx(-verdict.statistic)
     assert verdict.reason.startswith("drawdown -30.3 % vs floor -30 % (1.5 × backtest -20 %")
-    assert cusum_path(returns, expectation, CONFIG).iloc[71] < CONFIG.threshold
+    assert cusum_path(returns, expectation, config).iloc[71] < config.threshold
 
 
 def test_drawdown_floor_has_an_absolute_minimum() -> None:
@@ -257,7 +259,9 @@ def test_cusum_path_is_the_recursion_and_the_alarm_is_its_first_crossing(
 
 def test_alarms_restart_after_each_and_respect_the_cooldown() -> None:
     expectation = Expectation(mean=0.001, std=0.01, max_drawdown=-0.5, label="test")
-    config = DetectorConfig(threshold=5.0, k=0.0, min_bars=1, drawdown_multiple=1.0)
+    config = DetectorConfig(
+        haircut=0.5, threshold=5.0, k=0.0, min_bars=1, drawdown_multiple=1.0, min_drawdown=0.05
+    )
     index = pd.date_range("2024-01-01", periods=60, freq="h", tz="UTC")
     losing = pd.Series(-0.01, index=index)  # each bar adds (0.0005 + 0.01) / 0.01 = 1.05
     found, after = alarms(losing, expectation, config)

@@ -11,10 +11,12 @@ import pandas as pd
 from clm_assets.definitions import build_definitions
 from clm_assets.monitoring.degradation import DetectorConfig
 from clm_assets.resources.degradation import DegradationResource
+from clm_assets.resources.market_data import MarketDataResource
 from clm_assets.sensors.degradation import degradation_tick
 from clm_assets_tests.monitoring.world import FLIP, SYMBOL, LiveWorld
 
-CONFIG = DetectorConfig(threshold=20.0, min_drawdown=0.15)
+CONFIG = DetectorConfig(haircut=0.5, threshold=20.0, min_drawdown=0.15)
+"""Tighter than the defaults (haircut 0, threshold 45): the world's record is short."""
 DAY = pd.Timedelta(days=1)
 
 
@@ -40,8 +42,13 @@ def test_the_reversal_requests_one_retrain_with_why_on_the_tags(live_world: Live
         definitions=defs,
         resources={
             "degradation": DegradationResource(
-                threshold=CONFIG.threshold, min_drawdown=CONFIG.min_drawdown
-            )
+                haircut=CONFIG.haircut,
+                threshold=CONFIG.threshold,
+                min_drawdown=CONFIG.min_drawdown,
+            ),
+            "market_data": MarketDataResource(
+                source="synthetic", synthetic_signal=0.3, synthetic_flip_at=FLIP.isoformat()
+            ),
         },
     )
     tick = defs.get_sensor_def("performance_degradation").evaluate_tick(context)

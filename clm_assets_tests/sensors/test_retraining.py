@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from clm_assets.definitions import build_definitions
+from clm_assets.resources.market_data import MarketDataResource
 from clm_assets.sensors.retraining import retraining_tick
 from clm_assets.settings import Settings
 from clm_assets.sources.freshness import DAY
@@ -31,7 +32,11 @@ def _settings(tmp_path: Path, today: pd.Timestamp, **kw: object) -> Settings:
 
 def _tick(settings: Settings, instance: dg.DagsterInstance):
     defs = build_definitions(settings)
-    context = dg.build_sensor_context(instance=instance, definitions=defs)
+    context = dg.build_sensor_context(
+        instance=instance,
+        definitions=defs,
+        resources={"market_data": MarketDataResource(source="synthetic")},
+    )
     return defs.get_sensor_def("scheduled_retraining").evaluate_tick(context)
 
 
