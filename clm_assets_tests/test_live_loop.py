@@ -34,7 +34,7 @@ SCENARIO = Scenario(
     strength=0.8,
     speed=1800.0,
     families="xgboost",
-    retrain_cron="0 0 * * 1",  # Mondays only: every retrain in the test is the alarm's
+    retrain_cron="0 0 * * 1",  # Mondays: 2024-02-26 falls inside the test, so both run
     sensor_interval_s=5,
 )
 DEADLINE_S = 420
@@ -106,7 +106,8 @@ def test_the_loop_runs_on_its_own_from_new_bars_to_a_new_decision(
     with store.connect() as conn:
         decided = history(conn, SYMBOL)
     retrained = pd.to_datetime(as_of_key.split("|")[0], format="%Y-%m-%d-%H:%M", utc=True)
-    assert list(decided["as_of"]) == [as_of, retrained]
+    assert decided["as_of"].iloc[0] == as_of  # the bootstrap's
+    assert retrained in set(decided["as_of"])  # (a scheduled Monday retrain may be there too)
     assert retrained + pd.Timedelta(hours=4) > fired_at  # it saw the bars of the alarm
     _report(fresh, retrain, fired_at, clock_now, real_now)
 
