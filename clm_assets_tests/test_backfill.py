@@ -190,7 +190,7 @@ def test_webserver_lists_the_assets(dagster_dev: tuple[int, dict[str, str]]) -> 
         "{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name } } } } }",
     )["repositoriesOrError"]["nodes"]
     sensors = {s["name"] for repo in repos for s in repo["sensors"]}
-    assert {"data_freshness", "scheduled_retraining"} <= sensors
+    assert {"data_freshness", "scheduled_retraining", "performance_degradation"} <= sensors
 
 
 def test_graphql_backfill_takes_a_few_runs_and_matches_the_cli(

@@ -5,6 +5,8 @@ trained -> none again; an alarm inside the cooldown -> no second request."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import dagster as dg
 import pandas as pd
 
@@ -88,3 +90,12 @@ def test_the_cooldown_counts_alarms_closer_than_it_once(live_world: LiveWorld) -
     newest, first = fired_at(0), fired_at(24 * 30)
     assert FLIP < first < newest  # several alarms since the reversal; a month of cooldown
     # keeps only the first, whose retrain request stays the one to serve
+
+
+def test_a_symbol_removed_from_config_is_not_judged_and_says_so(live_world: LiveWorld) -> None:
+    settings = dataclasses.replace(live_world.settings, symbols=("ETH-USDT",))
+    requests, reasons = degradation_tick(
+        settings, CONFIG, pd.Timedelta(hours=24), pd.Timestamp("2024-03-09 23:59", tz="UTC")
+    )
+    assert requests == []
+    assert reasons == ["ETH-USDT: no live record", f"not configured, not judged: {SYMBOL}"]
