@@ -30,7 +30,7 @@ from clm_assets.storage.duckdb_store import DuckDBStore
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SCENARIO = Scenario(
-    flip_at=pd.Timestamp("2024-02-24", tz="UTC"),
+    flip_at=pd.Timestamp("2024-02-23", tz="UTC"),  # a day of losing bars before the daemon
     strength=0.8,
     speed=1800.0,
     families="xgboost",

@@ -95,7 +95,7 @@ def walk_forward(
             positions.append(pd.DataFrame({"open_time": times, "position": 0.0}))
         else:
             artifact = _decided_model(store, symbol, row)
-            label = f"{artifact.family}@{artifact.as_of:%Y-%m-%d %H:%M} ({artifact.version})"
+            label = f"{artifact.family}@{_when(artifact.as_of)} ({artifact.version})"
             features = _features(store, symbol, start - context, end)
             predicted = artifact.load().predict(features)
             inside = predicted[predicted["open_time"] >= start].reset_index(drop=True)
@@ -121,6 +121,11 @@ def walk_forward(
     return WalkForward(
         symbol, segments, result, buy_and_hold(result), metrics_table(result, interval)
     )
+
+
+def _when(as_of: pd.Timestamp) -> str:
+    """The as-of as written in partition keys: a date, with the time on a sub-daily grid."""
+    return f"{as_of:%Y-%m-%d}" if as_of == as_of.floor("D") else f"{as_of:%Y-%m-%d %H:%M}"
 
 
 def _decided_model(store: DuckDBStore, symbol: str, row: pd.Series) -> ModelArtifact:

@@ -36,7 +36,7 @@ DAY = pd.Timedelta(days=1)
 SYMBOL = "BTC-USDT"
 FIRST_DAY = pd.Timestamp("2024-01-01", tz="UTC")
 VIRTUAL_START = pd.Timestamp("2024-02-24", tz="UTC")
-FLIP_AT = pd.Timestamp("2024-02-26", tz="UTC")
+FLIP_AT = pd.Timestamp("2024-02-25", tz="UTC")
 MODEL_PARAMS = '{"xgboost": {"n_estimators": 100, "max_depth": 2}, '
 MODEL_PARAMS += '"lightgbm": {"n_estimators": 100, "max_depth": 2}}'
 
@@ -48,7 +48,7 @@ class Scenario:
     first_day: pd.Timestamp = FIRST_DAY
     virtual_start: pd.Timestamp = VIRTUAL_START
     flip_at: pd.Timestamp = FLIP_AT
-    strength: float = 0.5
+    strength: float = 0.8
     speed: float = 1800.0
     """Virtual seconds per real second: 1800 serves an hour of bars every 2 s."""
     families: str = "xgboost,lightgbm"

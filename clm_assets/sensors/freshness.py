@@ -114,12 +114,17 @@ def freshness_tick(
         except SourceError as exc:
             reasons.append(f"{symbol}: source failed: {exc}")
             continue
+        if newest is None:
+            reasons.append(
+                f"{symbol}: the source has no closed bar in the two days before {now} "
+                "(an outage, a halted or delisted market): nothing to store"
+            )
+            continue
         days = days_to_refresh(stored[symbol], newest, settings.interval, first_day, end_day)
         if not days:
             reasons.append(f"{symbol}: up to date (stored {stored[symbol]}, source {newest})")
             continue
         start = max(days[0] - ahead * DAY, first_day)
-        assert newest is not None
         requests.append(
             dg.RunRequest(
                 run_config=IN_PROCESS,
