@@ -31,6 +31,7 @@ import dagster as dg
 import pandas as pd
 
 from clm_assets.live.replay import ReplayExchange, VirtualClock, build_source
+from clm_assets.settings import PROJECT_ROOT
 
 DAY = pd.Timedelta(days=1)
 SYMBOL = "BTC-USDT"
@@ -142,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = args.root.resolve()
     shutil.rmtree(root, ignore_errors=True)
     (root / "dagster_home").mkdir(parents=True)
+    (root / "dagster_home" / "dagster.yaml").symlink_to(PROJECT_ROOT / "dagster.yaml")
     print(f"clm live: {scenario.label}", flush=True)
     with start_replay(scenario) as replay:
         env = live_env(scenario, replay.api_url, root)
