@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,22 @@ def bootstrap(scenario: Scenario, instance: dg.DagsterInstance) -> pd.Timestamp:
     return as_of
 
 
+def _stop_group(pgid: int) -> None:
+    """What Ctrl-C would do, then firmer: the webserver, daemon and code servers share
+    the process group of ``dagster dev`` and must not outlive it."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        for _ in range(20):
+            time.sleep(0.5)
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path(".live"))
@@ -170,11 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             env={**os.environ, **env},
             start_new_session=True,
         )
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop it the same way
         try:
             ui.wait()
         except KeyboardInterrupt:
-            os.killpg(ui.pid, signal.SIGINT)
-            ui.wait(timeout=30)
+            _stop_group(ui.pid)
     return 0
 
 
