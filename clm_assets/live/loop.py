@@ -105,6 +105,7 @@ def bootstrap(scenario: Scenario, instance: dg.DagsterInstance) -> pd.Timestamp:
     as-of trained."""
     from clm_assets.definitions import build_definitions
     from clm_assets.pipeline import materialize_days
+    from clm_assets.sensors.retraining import SELECTION as RETRAIN
     from clm_assets.settings import Settings
 
     settings = Settings.from_env()
@@ -117,11 +118,7 @@ def bootstrap(scenario: Scenario, instance: dg.DagsterInstance) -> pd.Timestamp:
     job.execute_in_process(
         instance=instance,
         partition_key=f"{as_of:%Y-%m-%d-%H:%M}|{SYMBOL}",
-        asset_selection=list(
-            dg.AssetSelection.groups("training", "evaluation", "promotion").resolve(
-                defs.resolve_asset_graph()
-            )
-        ),
+        asset_selection=list(RETRAIN.resolve(defs.resolve_asset_graph())),
         tags={"clm/trigger": "make live bootstrap"},
     )
     materialize_days(

@@ -21,7 +21,7 @@ import pandas as pd
 
 from clm_assets.monitoring.degradation import DetectorConfig, alarms
 from clm_assets.monitoring.divergence import NoExpectationError, divergence
-from clm_assets.partitions import DATE, as_of_bounds, model_partitions
+from clm_assets.partitions import DATE, as_of_bounds, model_partitions, retrain_ticks
 from clm_assets.resources.degradation import DegradationResource
 from clm_assets.resources.market_data import MarketDataResource
 from clm_assets.sensors import market_now, sensor_options, tick_result
@@ -122,7 +122,7 @@ def _symbol_tick(
     if newest is None or newest[1] <= alarm.fired_at:
         return None, f"alarm ({alarm.reason}); waiting for an as-of that ends after it"
     as_of, as_of_end = newest
-    if is_retrain_time(settings, as_of_end):
+    if is_retrain_time(retrain_ticks(settings), as_of_end):
         return None, f"alarm ({alarm.reason}); as-of {as_of} is a scheduled retrain"
     if _trained(store, symbol, as_of):
         return None, f"alarm ({alarm.reason}); as-of {as_of} is already trained"

@@ -1,8 +1,10 @@
-"""``data_freshness``: request exactly the raw and features days the source has closed and
-the store lacks, per symbol.
+"""``data_freshness``: request exactly the days whose closed bars at the source the store
+lacks (today included in a live deployment), per symbol: raw bars, features, and the
+production model paper-traded on them (``monitoring/live_performance``).
 
 One run per symbol covers the days behind plus the days before them whose labels look
-into them (features are recomputed there, so pending labels get filled). The run key
+into them (features are recomputed there, so pending labels get filled); a symbol whose
+previous run is still queued or running gets none. The run key
 holds the newest closed bar at the source: Dagster never reuses a run key, so a new bar
 is a new request, and the same bars seen twice are not. A source or the store failing is
 a skipped tick naming the reason; the store is read with a read-only connection that
@@ -48,9 +50,9 @@ def build_defs(settings: Settings) -> dg.Definitions:
         name="data_freshness",
         **sensor_options(settings),
         asset_selection=SELECTION,
-        description="Requests the raw_ohlcv and features days whose bars have closed at the "
-        "source but are not stored (and recomputes the day before, whose labels look into "
-        "them).",
+        description="Requests the raw_ohlcv, features and live_performance days whose bars "
+        "have closed at the source but are not stored, today included (and recomputes the "
+        "day before, whose labels look into them).",
     )
     def data_freshness(
         context: dg.SensorEvaluationContext, market_data: MarketDataResource

@@ -47,9 +47,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(sensors=[scheduled_retraining])
 
 
-def is_retrain_time(settings: Settings, when: pd.Timestamp) -> bool:
-    """Whether the retrain cadence fires at ``when`` (an as-of end)."""
-    ticks = retrain_ticks(settings)
+def is_retrain_time(ticks: dg.TimeWindowPartitionsDefinition, when: pd.Timestamp) -> bool:
+    """Whether the retrain cadence (``partitions.retrain_ticks``) fires at ``when``."""
     key = ticks.get_partition_key_for_timestamp((when - pd.Timedelta(seconds=1)).timestamp())
     return pd.Timestamp(ticks.time_window_for_partition_key(key).end) == when
 
@@ -64,8 +63,9 @@ def newest_ended_as_of(
         now = min(now, pd.Timestamp(settings.end_date, tz="UTC"))
     as_of, as_of_end = as_of_window(partitions, now - pd.Timedelta(seconds=1))
     first = pd.Timestamp(settings.start_date, tz="UTC")
+    ticks = retrain_ticks(settings) if scheduled else None
     while as_of >= first:
-        if as_of_end <= now and (not scheduled or is_retrain_time(settings, as_of_end)):
+        if as_of_end <= now and (ticks is None or is_retrain_time(ticks, as_of_end)):
             return as_of, as_of_end
         as_of, as_of_end = as_of_window(partitions, as_of - pd.Timedelta(seconds=1))
     return None
