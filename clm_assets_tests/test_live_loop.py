@@ -7,6 +7,12 @@ its retrain run records a new promotion decision.
 The test prints what it measured (``-s`` shows it): the latency from a bar's close at the
 exchange to its features stored, the bars from the reversal to the alarm, and the time from
 the alarm's run request to the decision.
+
+Fault injected on the way (the fault suite's case of the daemon killed with a sensor's run in
+flight): once a freshness run is in progress, the daemon's whole process group (daemon, code
+server and whatever run worker it holds) is SIGKILLed and a new daemon started. Afterwards
+no run key ran twice, the run in flight either finished or was marked failed by run
+monitoring (never left STARTED), and the stored bars have no duplicate and no hole.
 """
 
 from __future__ import annotations
@@ -44,6 +50,27 @@ def _runs(instance: dg.DagsterInstance, trigger: str) -> list[dg.RunRecord]:
     return list(instance.get_run_records(dg.RunsFilter(tags={"clm/trigger": trigger})))
 
 
+def _start_daemon(env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [BIN / "dagster-daemon", "run", "-m", "clm_assets.definitions"],
+        env={**os.environ, **env},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _in_flight(instance: dg.DagsterInstance, bootstrapped: set[str]) -> dg.RunRecord | None:
+    """A freshness run in progress, after one has already succeeded (the loop is running)."""
+    runs = [
+        r for r in _runs(instance, "data_freshness") if r.dagster_run.run_id not in bootstrapped
+    ]
+    if not any(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in runs):
+        return None
+    started = [r for r in runs if r.dagster_run.status == dg.DagsterRunStatus.STARTED]
+    return started[0] if started else None
+
+
 def _done(instance: dg.DagsterInstance) -> dg.RunRecord | None:
     """The successful degradation retrain, once its decision is stored."""
     for record in _runs(instance, "performance_degradation"):
@@ -62,30 +89,43 @@ def test_the_loop_runs_on_its_own_from_new_bars_to_a_new_decision(
         env["CLM_DEGRADATION_THRESHOLD"] = "10"  # a mechanics test: detect within a day
         home = Path(env["DAGSTER_HOME"])
         home.mkdir()
-        (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
+        config = (ROOT / "dagster.yaml").read_text()  # run monitoring polls every 2 s here
+        (home / "dagster.yaml").write_text(
+            config.replace("interval_seconds: 30", "interval_seconds: 2")
+        )
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         with dg.DagsterInstance.get() as instance:
             as_of = bootstrap(SCENARIO, instance)
             bootstrapped = {r.dagster_run.run_id for r in instance.get_run_records()}
-            log = (tmp_path / "daemon.log").open("w")
-            daemon = subprocess.Popen(
-                [BIN / "dagster-daemon", "run", "-m", "clm_assets.definitions"],
-                env={**os.environ, **env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            daemon = _start_daemon(env, tmp_path / "daemon.log")
             try:
                 deadline = time.monotonic() + DEADLINE_S
+                killed = None
                 while (retrain := _done(instance)) is None:
                     assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
                     assert time.monotonic() < deadline, _status(instance, tmp_path)
-                    time.sleep(2)
+                    if killed is None and (in_flight := _in_flight(instance, bootstrapped)):
+                        os.killpg(daemon.pid, signal.SIGKILL)
+                        daemon.wait(timeout=30)
+                        killed = in_flight.dagster_run.run_id
+                        daemon = _start_daemon(env, tmp_path / "daemon2.log")
+                    time.sleep(0.5 if killed is None else 2)
+                assert killed is not None, "no freshness run was caught in flight"
+                while not (ghost := instance.get_run_by_id(killed)).is_finished:
+                    assert time.monotonic() < deadline, f"run {killed} left {ghost.status}"
+                    time.sleep(1)
             finally:
                 os.killpg(daemon.pid, signal.SIGTERM)
                 daemon.wait(timeout=60)
-                log.close()
+            if ghost.status == dg.DagsterRunStatus.FAILURE:  # its worker died with the daemon
+                (failure,) = instance.all_logs(killed, of_type=dg.DagsterEventType.RUN_FAILURE)
+                assert "is gone" in (failure.dagster_event.message or "")
+            killed_at = instance.get_run_record_by_id(killed).create_timestamp.timestamp()
+            keys = [
+                r.dagster_run.tags["dagster/run_key"] for r in _runs(instance, "data_freshness")
+            ]
+            print(f"\ndaemon SIGKILLed with run {killed} in flight: it ended {ghost.status.value}")
             clock_now, real_now = replay.clock.now(), time.time()
             fresh = [
                 r
@@ -96,6 +136,12 @@ def test_the_loop_runs_on_its_own_from_new_bars_to_a_new_decision(
     # new bars were stored by runs nobody launched
     assert fresh, "no data_freshness run succeeded"
     store = DuckDBStore(tmp_path / "clm.duckdb")
+    # the daemon killed mid-run: nothing ran twice, nothing is missing or duplicated
+    assert len(keys) == len(set(keys))
+    assert any(r.create_timestamp.timestamp() > killed_at for r in fresh)  # it carried on
+    bars = store.query("SELECT open_time FROM market_data.raw_ohlcv ORDER BY open_time")
+    assert bars["open_time"].is_unique
+    assert (bars["open_time"].diff().dropna() == pd.Timedelta(hours=1)).all()
     newest = store.query("SELECT max(open_time) AS t FROM features.features")["t"].iloc[0]
     assert newest >= SCENARIO.virtual_start
     # the alarm came after the reversal, and its retrain recorded a decision for its as-of

@@ -190,6 +190,7 @@ class ExchangeSource:
         newest_open = _ms(self.clock()) - step_ms  # the newest bar that can be closed now
         pages: list[pd.DataFrame] = []
         since = start_ms
+        asked_again: int | None = None
         while since < end_ms:
             if raw:
                 received = self._with_retries(
@@ -215,8 +216,17 @@ class ExchangeSource:
                     ),
                 )
             if received.empty:
-                # No bar in this page's span (an outage, or an exchange that pages by time):
-                # not the end of the range. Move past the span; what it held stays a gap.
+                # No bar in this page's span: a hiccup, an outage, or an exchange that pages
+                # by time. Not the end of the range. Ask once more after the first back-off
+                # step (a hiccup then delivers); empty twice is an outage: move past the
+                # span, and what it held stays a gap that validation reports.
+                if since > newest_open:
+                    break  # nothing from here on can be closed yet
+                if since != asked_again:
+                    asked_again = since
+                    log.warning("%s: empty page from %d ms; asking again", what, since)
+                    self.sleep(self.backoff_seconds)
+                    continue
                 since += page_limit * step_ms
                 if since > newest_open:
                     break  # nothing after now can be closed

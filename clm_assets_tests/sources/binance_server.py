@@ -30,6 +30,8 @@ that answered it.
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 import zlib
@@ -82,6 +84,7 @@ class Fault:
     content_type: str = "application/json"
     row_fields: int | None = None
     start_ms: int | None = None
+    edit: Callable[[list[list]], list[list]] | None = None
 
 
 def ok() -> Fault:
@@ -130,6 +133,22 @@ def empty_page() -> Fault:
     """HTTP 200 with no rows although the range holds bars (an exchange that answers a span
     inside an outage, or a hiccup, with an empty page rather than the bars after it)."""
     return Fault("empty_page", body="[]")
+
+
+def truncated_body() -> Fault:
+    """The normal answer's headers (with its full ``Content-Length``), half its body, then
+    the connection closed: a proxy or a server that died mid-response."""
+    return Fault("truncated")
+
+
+def connection_reset() -> Fault:
+    """The normal answer's headers and half its body, then a TCP reset (RST) mid-page."""
+    return Fault("reset")
+
+
+def edited_page(edit: Callable[[list[list]], list[list]]) -> Fault:
+    """HTTP 200 with the normal rows passed through ``edit`` (bad candles on the wire)."""
+    return Fault("edited", edit=edit)
 
 
 def stale_page(start_ms: int) -> Fault:
@@ -294,6 +313,8 @@ class BinanceServer(LoopbackServer):
         rows = [self._row(symbol, interval, t) for t in opens]
         if fault is not None and fault.row_fields is not None:
             rows = [r[: fault.row_fields] for r in rows]
+        if fault is not None and fault.edit is not None:
+            rows = fault.edit(rows)
         return 200, rows
 
 
@@ -322,6 +343,25 @@ def _handler_for(server: BinanceServer) -> type[BinanceHandler]:
             else:
                 self.send(404, "Not Found", "text/html", headers)
                 return
+            if fault is not None and fault.kind in ("truncated", "reset"):
+                self.send_cut(json.dumps(payload).encode(), headers, reset=fault.kind == "reset")
+                return
             self.send_json(status, payload, headers)
+
+        def send_cut(self, data: bytes, headers: dict[str, str], reset: bool) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json;charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            if reset:  # linger 0: close() sends RST instead of FIN
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            self.connection.close()
 
     return Handler

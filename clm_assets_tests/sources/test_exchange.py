@@ -141,11 +141,28 @@ def test_page_that_does_not_advance_raises(server, source):
 
 
 @pytest.mark.parametrize("exchange_id", ["binance", "binanceus"])
-def test_empty_page_inside_the_range_does_not_end_pagination(server, waits, exchange_id):
-    # the second page (hours 1000-1999) comes back empty: the source moves past its span and
-    # fetches the rest; the skipped span stays a gap (never filled), validation counts it
+def test_an_empty_page_inside_the_range_is_asked_again_and_loses_no_bar(server, waits, exchange_id):
+    # the second page (hours 1000-1999) comes back empty once, a hiccup: the source asks
+    # for the same span again after the first back-off step and every bar arrives
     source = ExchangeSource(exchange_id, api_url=server.api_url, sleep=waits.append)
     server.push(ok(), empty_page())
+    start, end = T0, T0 + pd.Timedelta(hours=2500)
+    frame = source.fetch("BTC-USDT", "1h", start, end)
+
+    cols = list(OHLCV_COLUMNS[:6])
+    truth = expected_frame(server, "BTCUSDT", start, end)
+    pd.testing.assert_frame_equal(frame[cols], truth[cols])
+    starts = [int(r.params["startTime"]) for r in server.requests_to(KLINES)]
+    assert starts[:3] == [T0_MS, T0_MS + 1000 * HOUR_MS, T0_MS + 1000 * HOUR_MS]
+    assert waits == [1.0]
+
+
+@pytest.mark.parametrize("exchange_id", ["binance", "binanceus"])
+def test_a_span_empty_twice_is_an_outage_kept_as_a_gap(server, waits, exchange_id):
+    # the second page is empty on both asks: an outage span. The source moves past it and
+    # fetches the rest; the skipped span stays a gap (never filled), validation counts it
+    source = ExchangeSource(exchange_id, api_url=server.api_url, sleep=waits.append)
+    server.push(ok(), empty_page(), empty_page())
     start, end = T0, T0 + pd.Timedelta(hours=2500)
     frame = source.fetch("BTC-USDT", "1h", start, end)
 
@@ -160,7 +177,7 @@ def test_empty_page_inside_the_range_does_not_end_pagination(server, waits, exch
     cols = list(OHLCV_COLUMNS[:6])
     pd.testing.assert_frame_equal(frame[cols], kept[cols].reset_index(drop=True))
     starts = [int(r.params["startTime"]) for r in server.requests_to(KLINES)]
-    assert starts == [T0_MS, T0_MS + 1000 * HOUR_MS, T0_MS + 2000 * HOUR_MS]
+    assert starts == [T0_MS, *[T0_MS + 1000 * HOUR_MS] * 2, T0_MS + 2000 * HOUR_MS]
 
 
 def test_empty_pages_after_now_end_the_range(server, waits):
