@@ -34,8 +34,9 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 live: $(STAMP)
 	$(BIN)/python -m clm_assets.live.loop
 
+# writes benchmarks/RESULTS.md; `make bench BENCH="--only io,vectorbt"` runs some (no file)
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH)
 
 clean:
-	rm -rf $(VENV) data reports .live .pytest_cache
+	rm -rf $(VENV) data reports .live .pytest_cache benchmarks/.venv-vectorbt

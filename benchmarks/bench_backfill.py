@@ -14,9 +14,15 @@ b. the baseline: ``k`` (default 6) separate ``dagster asset materialize --partit
    wall time; ``t_p x days x 2`` is the per-partition total *projected* from those ``k``
    measured runs (not run: ~2 hours at ~9 s a run), compared with the measured ``T_single``;
 c. the rows each of those runs wrote alone are compared with the backfill's rows of the
-   same partitions (raw_ohlcv and features, exact frame equality); a mismatch raises.
+   same partitions (raw_ohlcv and features, exact frame equality); a mismatch raises;
+d. the floor, what Dagster itself costs: ``noop_defs.py`` (the same asset keys, partitions
+   definition, backfill policy and partition mapping, bodies that do nothing and store
+   nothing) through the same CLI in another fresh home: one ``--partition-range`` run over
+   the same range, and the same ``k`` ``--partition`` runs (measured, not projected).
 
-Both sides are CLI processes, so both pay the same process start and code loading.
+All sides are CLI processes on the default multiprocess executor (each step in its own
+process, which loads the code location again), so all pay process start and code loading;
+the no-op's code location imports less of clm (no models, sensors or resources).
 ``python benchmarks/bench_backfill.py`` prints a table.
 """
 
@@ -41,6 +47,8 @@ from clm_assets.storage.duckdb_store import DuckDBStore
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+CLM = ("-m", "clm_assets.definitions")
+NOOP = ("-f", str(Path(__file__).resolve().with_name("noop_defs.py")))
 SELECTION = ("market_data/raw_ohlcv", "features/features")
 TABLES = ("market_data.raw_ohlcv", "features.features")
 SYMBOLS = ("BTC-USDT", "ETH-USDT")
@@ -50,6 +58,7 @@ TARGETS = [
     ("single-run backfill is 1 run", "runs_single", "==", 1),
     ("per-partition runs (projected) / single run >= 100x", "speedup_projected", ">=", 100.0),
     ("partitions written alone equal the backfill", "rows_equal", "==", True),
+    ("no-op single-run backfill is 1 run", "runs_noop_single", "==", 1),
 ]
 
 
@@ -70,9 +79,9 @@ def _env(tmp: Path, name: str, db: Path, days: int) -> dict[str, str]:
     }
 
 
-def _materialize(env: dict[str, str], *partition_args: str) -> float:
+def _materialize(env: dict[str, str], code: tuple[str, str], *partition_args: str) -> float:
     cmd = [
-        str(BIN / "dagster"), "asset", "materialize", "-m", "clm_assets.definitions",
+        str(BIN / "dagster"), "asset", "materialize", *code,
         "--select", ",".join(SELECTION), *partition_args,
     ]  # fmt: skip
     t0 = time.perf_counter()
@@ -158,11 +167,8 @@ def run(days: int = 365, k: int = 6) -> dict:
         db = tmp / "backfill.duckdb"
         env = _env(tmp, "backfill", db, days)
         last = FIRST + pd.Timedelta(days=days - 1)
-        t_single = _materialize(
-            env,
-            "--partition-range",
-            f"{FIRST:%Y-%m-%d}|{SYMBOLS[0]}...{last:%Y-%m-%d}|{SYMBOLS[-1]}",
-        )
+        whole_range = f"{FIRST:%Y-%m-%d}|{SYMBOLS[0]}...{last:%Y-%m-%d}|{SYMBOLS[-1]}"
+        t_single = _materialize(env, CLM, "--partition-range", whole_range)
         single_runs = _runs(env["DAGSTER_HOME"])
         with duckdb.connect(str(db), read_only=True) as conn:
             rows = {t: conn.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in TABLES}
@@ -178,9 +184,17 @@ def run(days: int = 365, k: int = 6) -> dict:
                     conn.execute(f"DELETE {_partition_sql(table)}", [symbol, start, start])
         env_alone = _env(tmp, "alone", alone_db, days)
         per_partition = [
-            _materialize(env_alone, "--partition", f"{day}|{symbol}") for day, symbol in picks
+            _materialize(env_alone, CLM, "--partition", f"{day}|{symbol}") for day, symbol in picks
         ]
         alone_runs = _runs(env_alone["DAGSTER_HOME"])
+        env_noop = _env(tmp, "noop", tmp / "noop_unused.duckdb", days)
+        t_noop_single = _materialize(env_noop, NOOP, "--partition-range", whole_range)
+        noop_single_runs = _runs(env_noop["DAGSTER_HOME"])
+        env_noop_alone = _env(tmp, "noop_alone", tmp / "noop_unused.duckdb", days)
+        noop_per_partition = [
+            _materialize(env_noop_alone, NOOP, "--partition", f"{day}|{symbol}")
+            for day, symbol in picks
+        ]
         env_mem = _env(tmp, "in_process", tmp / "in_process.duckdb", days)
         t_in_process = in_process_ephemeral(env_mem, days)
 
@@ -201,6 +215,7 @@ def run(days: int = 365, k: int = 6) -> dict:
 
     partitions = days * len(SYMBOLS)
     t_p = sum(per_partition) / len(per_partition)
+    t_noop_p = sum(noop_per_partition) / len(noop_per_partition)
     projected = t_p * partitions
     result = {
         "days": days,
@@ -226,12 +241,35 @@ def run(days: int = 365, k: int = 6) -> dict:
         "single_run_s_per_partition": t_single / partitions,
         "rows_equal": equal,
         "rows_checked": checked_rows,
+        "t_noop_single_s": t_noop_single,
+        "runs_noop_single": len(noop_single_runs),
+        "run_noop_single": noop_single_runs[0] if len(noop_single_runs) == 1 else noop_single_runs,
+        "noop_per_partition_s": noop_per_partition,
+        "t_noop_p_s": t_noop_p,
+        "single_vs_noop_single": t_single / t_noop_single,
+        "per_partition_vs_noop": t_p / t_noop_p,
+        "noop_share_of_single": t_noop_single / t_single,
+        "noop_share_of_per_partition": t_noop_p / t_p,
+        "noop_speedup_projected": t_noop_p * partitions / t_noop_single,
     }
     if not equal:
         raise AssertionError(
             "partitions materialized alone differ from the backfill:\n" + "\n".join(mismatches)
         )
     return result
+
+
+def _print_run(run: dict) -> None:
+    """Where the time of one run went, from the instance's run and event records."""
+    steps = ", ".join(f"{k} {v:.1f} s" for k, v in run["step_s"].items())
+    print(
+        f"    created..start {run['created_to_start_s']:.1f} s, start..end "
+        f"{run['run_s']:.1f} s ({run['events']:,} events); {steps}"
+    )
+    for kind in ("ASSET_MATERIALIZATION_PLANNED", "ASSET_MATERIALIZATION"):
+        if kind in run["event_types"]:
+            count, span = run["event_types"][kind]
+            print(f"    {count:,} {kind} events stored over {span:.1f} s")
 
 
 def print_table(r: dict) -> None:
@@ -242,17 +280,8 @@ def print_table(r: dict) -> None:
     print(f"{'policy':<56}{'runs':>6}{'seconds':>10}")
     label = "single run (--partition-range), measured"
     print(f"{label:<56}{r['runs_single']:>6}{r['t_single_s']:>10.1f}")
-    run1 = r["run_single"] if r["runs_single"] == 1 else {}
-    if run1:
-        steps = ", ".join(f"{k} {v:.1f} s" for k, v in run1["step_s"].items())
-        print(
-            f"    created..start {run1['created_to_start_s']:.1f} s, start..end "
-            f"{run1['run_s']:.1f} s ({run1['events']:,} events); {steps}"
-        )
-        for kind in ("ASSET_MATERIALIZATION_PLANNED", "ASSET_MATERIALIZATION"):
-            if kind in run1["event_types"]:
-                count, span = run1["event_types"][kind]
-                print(f"    {count:,} {kind} events stored over {span:.1f} s")
+    if r["runs_single"] == 1:
+        _print_run(r["run_single"])
     label = f"one run per partition, mean of {r['k']} measured"
     print(
         f"{label:<56}{1:>6}{r['t_p_s']:>10.1f}"
@@ -265,9 +294,23 @@ def print_table(r: dict) -> None:
     print(f"{label:<56}{r['partitions']:>6}{r['per_partition_total_projected_s']:>10.0f}")
     label = "same range, in-process run, ephemeral instance, measured"
     print(f"{label:<56}{1:>6}{r['t_in_process_ephemeral_s']:>10.1f}")
+    label = "NO-OP assets, single run (--partition-range), measured"
+    print(f"{label:<56}{r['runs_noop_single']:>6}{r['t_noop_single_s']:>10.1f}")
+    if r["runs_noop_single"] == 1:
+        _print_run(r["run_noop_single"])
+    noop = r["noop_per_partition_s"]
+    label = f"NO-OP assets, one run per partition, mean of {len(noop)} measured"
+    print(f"{label:<56}{1:>6}{r['t_noop_p_s']:>10.1f}  (min {min(noop):.1f}, max {max(noop):.1f})")
     print(
         f"speedup (projected per-partition total / measured single run): "
         f"{r['speedup_projected']:.0f}x  [projected from {r['projected_from']}]"
+    )
+    print(
+        f"vs the no-op floor: single run {r['single_vs_noop_single']:.2f}x the no-op single run "
+        f"(Dagster's own cost is {r['noop_share_of_single']:.0%} of it); one partition "
+        f"{r['per_partition_vs_noop']:.2f}x the no-op partition run "
+        f"({r['noop_share_of_per_partition']:.0%}); no-op per-partition (projected) / no-op "
+        f"single run {r['noop_speedup_projected']:.0f}x"
     )
     print(
         f"single run: {r['single_run_s_per_partition'] * 1000:.0f} ms per partition; rows "

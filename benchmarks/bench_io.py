@@ -1,5 +1,5 @@
 """DuckDB IO of a features-shaped frame: our ``DuckDBStore`` against the stock Dagster
-pandas type handler and the bare DuckDB → Arrow → pandas path.
+pandas type handler, the bare DuckDB → Arrow → pandas path, and plain Parquet files.
 
 ``run(rows)`` builds ``rows`` one-minute synthetic BTC-USDT bars
 (``SyntheticSource(seed=7)``), turns them into the real features frame with
@@ -12,7 +12,11 @@ both labels), and moves it through DuckDB as one slice (the whole table):
   a connection opened, prepared (schema, delete of the slice) and closed the way
   ``DbIOManager`` + ``DuckDbClient`` do; the stock read is ``fetchdf``;
 * bare Arrow (read only): ``con.sql("SELECT * FROM t").to_arrow_table().to_pandas()`` on
-  the file ours wrote, no dtype or time-zone handling.
+  the file ours wrote, no dtype or time-zone handling;
+* Parquet: ``frame.to_parquet(path, index=False)`` / ``pd.read_parquet(path)`` (pyarrow,
+  its default snappy compression), ONE file holding the whole frame (the slice all sides
+  move; a per-partition layout would be one such file per day × symbol). What people use
+  when they skip a database: no partition replace, no concurrent-writer lock, no SQL.
 
 Each write goes to a fresh file; writes are best of ``write_repeats`` (3), reads best of
 ``read_repeats`` (5), the sides alternating in rotating order; wall clock including
@@ -32,7 +36,9 @@ import gc
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 import duckdb
@@ -46,6 +52,7 @@ from clm_assets.features.indicators import compute_features
 from clm_assets.sources.synthetic import SyntheticSource
 from clm_assets.storage.duckdb_store import DuckDBStore, TableSlice, _from_storage, _to_storage
 
+T = TypeVar("T")
 SCHEMA, TABLE = "features", "features"
 START = pd.Timestamp("2022-01-01", tz="UTC")
 
@@ -66,13 +73,13 @@ def features_frame(rows: int) -> pd.DataFrame:
     return compute_features(bars, "BTC-USDT", horizon=4)
 
 
-def _clock(fn):
+def _clock(fn: Callable[[], T]) -> tuple[float, T]:
     t0 = time.perf_counter()
     out = fn()
     return time.perf_counter() - t0, out
 
 
-def _clock2(fn) -> tuple[float, float]:
+def _clock2(fn: Callable[[], object]) -> tuple[float, float]:
     """Wall and process CPU seconds (DuckDB's threads count in the CPU time)."""
     gc.collect()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -131,6 +138,17 @@ def bare_arrow_read(path: Path) -> pd.DataFrame:
         return conn.sql(f"SELECT * FROM {SCHEMA}.{TABLE}").to_arrow_table().to_pandas()
     finally:
         conn.close()
+
+
+# -- Parquet ------------------------------------------------------------------------------
+
+
+def parquet_write(path: Path, frame: pd.DataFrame) -> None:
+    frame.to_parquet(path, index=False)
+
+
+def parquet_read(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path)
 
 
 # -- checks ---------------------------------------------------------------------------------
@@ -265,7 +283,15 @@ def profile_our_write(tmp: Path, frame: pd.DataFrame, repeats: int = 2) -> dict:
 
 # -- benchmark ---------------------------------------------------------------------------------
 
-PATHS = ("ours_write", "stock_write", "ours_read", "stock_read", "bare_read")
+PATHS = (
+    "ours_write",
+    "stock_write",
+    "parquet_write",
+    "ours_read",
+    "stock_read",
+    "bare_read",
+    "parquet_read",
+)
 
 
 def _storage_types(path: Path) -> dict[str, str]:
@@ -281,42 +307,48 @@ def _storage_types(path: Path) -> dict[str, str]:
 
 def run(rows: int = 1_000_000, write_repeats: int = 3, read_repeats: int = 5) -> dict:
     """Writes best of ``write_repeats`` (fresh file each), reads best of ``read_repeats``
-    (the three readers in rotating order, so none always runs first)."""
+    (writers and readers in rotating order, so none always runs first)."""
     t_build, frame = _clock(lambda: features_frame(rows))
     tmp = Path(tempfile.mkdtemp(prefix="bench_io_"))
     wall: dict[str, list[float]] = {k: [] for k in PATHS}
     cpu: dict[str, list[float]] = {k: [] for k in PATHS}
-    equal = {"ours": True, "stock": True, "bare_arrow": True}
+    equal = {"ours": True, "stock": True, "bare_arrow": True, "parquet": True}
 
     def record(name: str, timed: tuple[float, float]) -> None:
         wall[name].append(timed[0])
         cpu[name].append(timed[1])
 
     try:
-        ours_path = stock_path = tmp / "none"
+        ours_path = stock_path = parquet_path = tmp / "none"
         for i in range(write_repeats):
-            for old in tmp.glob("*.duckdb*"):  # a fresh file for every write
+            for old in tmp.glob("*_*.*"):  # a fresh file for every write
                 old.unlink()
             ours_path, stock_path = tmp / f"ours_{i}.duckdb", tmp / f"stock_{i}.duckdb"
+            parquet_path = tmp / f"frame_{i}.parquet"
             writers = [
                 ("ours_write", lambda p=ours_path: ours_write(p, frame)),
                 ("stock_write", lambda p=stock_path: stock_write(p, frame)),
+                ("parquet_write", lambda p=parquet_path: parquet_write(p, frame)),
             ]
-            for name, fn in writers[i % 2 :] + writers[: i % 2]:
+            k = i % len(writers)
+            for name, fn in writers[k:] + writers[:k]:
                 record(name, _clock2(fn))
         readers = [
             ("ours_read", "ours", lambda: ours_read(ours_path), False),
             ("stock_read", "stock", lambda: stock_read(stock_path), True),
             ("bare_read", "bare_arrow", lambda: bare_arrow_read(ours_path), True),
+            ("parquet_read", "parquet", lambda: parquet_read(parquet_path), False),
         ]
         for _, key, fn, normalise in readers:  # correctness, untimed
             equal[key] = _equal(fn(), frame, normalise)
         for i in range(read_repeats):
-            for name, _, fn, _ in readers[i % 3 :] + readers[: i % 3]:
+            k = i % len(readers)
+            for name, _, fn, _ in readers[k:] + readers[:k]:
                 record(name, _clock2(fn))
         ours_types, stock_types = _storage_types(ours_path), _storage_types(stock_path)
         profile = profile_our_read(ours_path, read_repeats)
         file_mb = ours_path.stat().st_size / 2**20
+        parquet_mb = parquet_path.stat().st_size / 2**20
         for old in tmp.glob("*.duckdb*"):
             old.unlink()
         write_profile = profile_our_write(tmp, frame)
@@ -330,6 +362,7 @@ def run(rows: int = 1_000_000, write_repeats: int = 3, read_repeats: int = 5) ->
         "columns": frame.shape[1],
         "frame_mb": frame.memory_usage(deep=True).sum() / 2**20,
         "file_mb": file_mb,
+        "parquet_mb": parquet_mb,
         "build_s": t_build,
         "write_repeats": write_repeats,
         "read_repeats": read_repeats,
@@ -340,12 +373,17 @@ def run(rows: int = 1_000_000, write_repeats: int = 3, read_repeats: int = 5) ->
         "write_speedup_vs_stock": best["stock_write"] / best["ours_write"],
         "read_speedup_vs_stock": best["stock_read"] / best["ours_read"],
         "read_ours_vs_bare": best["ours_read"] / best["bare_read"],
+        "write_ours_vs_parquet": best["ours_write"] / best["parquet_write"],
+        "read_ours_vs_parquet": best["ours_read"] / best["parquet_read"],
         "write_speedup_vs_stock_cpu": best_cpu["stock_write"] / best_cpu["ours_write"],
         "read_speedup_vs_stock_cpu": best_cpu["stock_read"] / best_cpu["ours_read"],
         "read_ours_vs_bare_cpu": best_cpu["ours_read"] / best_cpu["bare_read"],
+        "write_ours_vs_parquet_cpu": best_cpu["ours_write"] / best_cpu["parquet_write"],
+        "read_ours_vs_parquet_cpu": best_cpu["ours_read"] / best_cpu["parquet_read"],
         "equal_ours": equal["ours"],
         "equal_stock": equal["stock"],
         "equal_bare_arrow": equal["bare_arrow"],
+        "equal_parquet": equal["parquet"],
         "frames_equal": all(equal.values()),
         "ours_storage_types": ours_types,
         "stock_storage_types": stock_types,
@@ -358,16 +396,19 @@ def print_table(r: dict) -> None:
     n = r["rows"]
     print(
         f"DuckDB IO of the features frame: {n:,} rows x {r['columns']} columns "
-        f"({r['frame_mb']:.0f} MB in pandas, {r['file_mb']:.0f} MB on disk); writes best of "
+        f"({r['frame_mb']:.0f} MB in pandas, {r['file_mb']:.0f} MB in DuckDB, "
+        f"{r['parquet_mb']:.0f} MB in Parquet); writes best of "
         f"{r['write_repeats']} (fresh file each), reads best of {r['read_repeats']}"
     )
     print(f"{'path':<44}{'wall s':>8}{'cpu s':>8}{'rows/s (wall)':>15}{'equal':>7}")
     rows = [
         ("write  ours  DuckDBStore.replace", "ours_write", r["equal_ours"]),
         ("write  stock DuckDBPandasTypeHandler", "stock_write", r["equal_stock"]),
+        ("write  Parquet to_parquet (one file)", "parquet_write", r["equal_parquet"]),
         ("read   ours  DuckDBStore.read", "ours_read", r["equal_ours"]),
         ("read   stock DuckDBPandasTypeHandler", "stock_read", r["equal_stock"]),
         ("read   bare  to_arrow_table().to_pandas()", "bare_read", r["equal_bare_arrow"]),
+        ("read   Parquet read_parquet (one file)", "parquet_read", r["equal_parquet"]),
     ]
     for label, key, eq in rows:
         print(
@@ -379,6 +420,11 @@ def print_table(r: dict) -> None:
         f"(cpu {r['write_speedup_vs_stock_cpu']:.2f}x), read {r['read_speedup_vs_stock']:.2f}x "
         f"faster (cpu {r['read_speedup_vs_stock_cpu']:.2f}x); our read takes "
         f"{r['read_ours_vs_bare']:.2f}x the bare Arrow read (cpu {r['read_ours_vs_bare_cpu']:.2f}x)"
+    )
+    print(
+        f"ours vs Parquet: write takes {r['write_ours_vs_parquet']:.2f}x (cpu "
+        f"{r['write_ours_vs_parquet_cpu']:.2f}x), read {r['read_ours_vs_parquet']:.2f}x (cpu "
+        f"{r['read_ours_vs_parquet_cpu']:.2f}x) the Parquet time"
     )
     print(f"stored types: ours {r['ours_storage_types']}, stock {r['stock_storage_types']}")
     p = r["profile"]

@@ -127,7 +127,7 @@ def bootstrap(scenario: Scenario, instance: dg.DagsterInstance) -> pd.Timestamp:
     return as_of
 
 
-def _stop_group(pgid: int) -> None:
+def stop_group(pgid: int) -> None:
     """What Ctrl-C would do, then firmer: the webserver, daemon and code servers share
     the process group of ``dagster dev`` and must not outlive it."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             ui.wait()
         except KeyboardInterrupt:
-            _stop_group(ui.pid)
+            stop_group(ui.pid)
     return 0
 
 
