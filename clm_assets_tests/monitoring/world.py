@@ -52,14 +52,23 @@ def live_settings(db_path: Path, reports: Path) -> Settings:
 
 def build_live_world(root: Path, instance: dg.DagsterInstance) -> LiveWorld:
     settings = live_settings(root / "clm.duckdb", root / "reports")
+    defs = train_world(settings, instance)
+    materialize_days(
+        defs, settings, ["monitoring/live_performance"], LIVE_FIRST, LIVE_LAST, instance
+    )
+    return LiveWorld(settings, instance)
+
+
+def train_world(settings: Settings, instance: dg.DagsterInstance) -> dg.Definitions:
+    """Bars and features of every day, then xgboost trained, evaluated and judged at each
+    as-of of ``AS_OFS``: everything but the paper record."""
     defs = build_definitions(settings)
-    day = pd.Timedelta(days=1)
     materialize_days(
         defs,
         settings,
         ["market_data/raw_ohlcv", "features/features"],
         pd.Timestamp(settings.start_date, tz="UTC"),
-        pd.Timestamp(settings.end_date, tz="UTC") - day,
+        pd.Timestamp(settings.end_date, tz="UTC") - pd.Timedelta(days=1),
         instance,
     )
     job = defs.resolve_implicit_global_asset_job_def()
@@ -72,7 +81,4 @@ def build_live_world(root: Path, instance: dg.DagsterInstance) -> LiveWorld:
         job.execute_in_process(
             instance=instance, partition_key=f"{as_of}|{SYMBOL}", asset_selection=models
         )
-    materialize_days(
-        defs, settings, ["monitoring/live_performance"], LIVE_FIRST, LIVE_LAST, instance
-    )
-    return LiveWorld(settings, instance)
+    return defs
