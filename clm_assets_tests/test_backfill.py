@@ -1,17 +1,12 @@
-"""End-to-end: two months × two symbols backfilled from the CLI and through the webserver's
-GraphQL API (with the daemon), in a handful of runs, equal to partitions run one by one."""
+"""End-to-end: two months × two symbols backfilled from the CLI in one run, equal to
+partitions run one by one. (A backfill launched through the webserver and completed by the
+daemon is driven from the browser in ``clm_assets_tests/ui``.)"""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -115,116 +110,3 @@ def test_backfill_rows_equal_partitions_materialized_alone(
         merged = backfilled.merge(alone[["symbol", "open_time"]], on=["symbol", "open_time"])
         assert len(alone) == 3 * 24
         pd.testing.assert_frame_equal(merged, alone, check_exact=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", body, {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        payload = json.loads(response.read())
-    assert "errors" not in payload, payload
-    return payload["data"]
-
-
-@pytest.fixture(scope="module")
-def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dict[str, str]]]:
-    """``dagster dev`` (webserver + daemon) on loopback with a persistent DAGSTER_HOME."""
-    tmp = tmp_path_factory.mktemp("ui")
-    env, port = _env(tmp, "ui"), _free_port()
-    log = (tmp / "dagster_dev.log").open("w")
-    command = [str(BIN / "dagster"), "dev", "-m", "clm_assets.definitions"]
-    proc = subprocess.Popen(
-        [*command, "-h", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError((tmp / "dagster_dev.log").read_text()[-3000:]) from None
-                time.sleep(1)
-        yield port, env
-    finally:
-        # What Ctrl-C sends: the daemon stops at once; the webserver may linger, so it gets
-        # SIGTERM, then SIGKILL (the whole group, so nothing outlives the test).
-        for sig, grace in ((signal.SIGINT, 10), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        log.close()
-
-
-def test_webserver_lists_the_assets(dagster_dev: tuple[int, dict[str, str]]) -> None:
-    port, _ = dagster_dev
-    data = _graphql(
-        port,
-        "{ assetNodes { assetKey { path } groupName description "
-        "partitionDefinition { description } } }",
-    )
-    nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-    assert set(SELECTION) <= set(nodes)
-    assert nodes["market_data/raw_ohlcv"]["groupName"] == "market_data"
-    assert nodes["features/features"]["groupName"] == "features"
-    assert "Closed OHLCV candles" in nodes["market_data/raw_ohlcv"]["description"]
-    assert nodes["features/features"]["partitionDefinition"] is not None
-    repos = _graphql(
-        port,
-        "{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name } } } } }",
-    )["repositoriesOrError"]["nodes"]
-    sensors = {s["name"] for repo in repos for s in repo["sensors"]}
-    assert {"data_freshness", "scheduled_retraining", "performance_degradation"} <= sensors
-
-
-def test_graphql_backfill_takes_a_few_runs_and_matches_the_cli(
-    dagster_dev: tuple[int, dict[str, str]], cli_backfill: dict[str, str]
-) -> None:
-    port, env = dagster_dev
-    launched = _graphql(
-        port,
-        """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
-            __typename ... on LaunchBackfillSuccess { backfillId }
-            ... on PythonError { message } } }""",
-        {
-            "p": {
-                "allPartitions": True,
-                "assetSelection": [{"path": s.split("/")} for s in SELECTION],
-            }
-        },
-    )["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    deadline = time.monotonic() + 420
-    while True:
-        backfill = _graphql(
-            port,
-            """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-                ... on PartitionBackfill { status runs(limit: 1000) { runId status } } } }""",
-            {"id": launched["backfillId"]},
-        )["partitionBackfillOrError"]
-        if backfill["status"] != "REQUESTED":
-            break
-        assert time.monotonic() < deadline, backfill
-        time.sleep(2)
-    assert backfill["status"] == "COMPLETED_SUCCESS", backfill
-    assert 1 <= len(backfill["runs"]) <= 4  # not 122 runs per asset
-    for table in ("market_data.raw_ohlcv", "features.features"):
-        pd.testing.assert_frame_equal(
-            _table(env["CLM_DB_PATH"], table), _table(cli_backfill["CLM_DB_PATH"], table)
-        )

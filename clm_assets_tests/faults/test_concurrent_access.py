@@ -106,7 +106,7 @@ def test_the_cli_reading_while_another_process_writes_waits_or_says_who_holds_th
         assert str(world_copy.db_path) in line and "CLM_LOCK_TIMEOUT_S" in line
     else:  # it waits for the writer, then reads what was committed
         with pytest.raises(subprocess.TimeoutExpired):
-            busy.wait(timeout=10)
+            busy.wait(timeout=6)
         writer.communicate("commit\n", timeout=60)
         out, err = busy.communicate(timeout=120)
         assert busy.returncode == 0, err
