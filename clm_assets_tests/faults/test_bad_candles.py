@@ -34,8 +34,9 @@ def _messy(rows: list[list]) -> list[list]:
 
 @pytest.fixture
 def binanceus(exchange: BinanceServer, tmp_path) -> Settings:
-    """An exchange read through ccxt's unified ``fetch_ohlcv`` (no raw-row parser), so the
-    page reaches candle validation as sent."""
+    """An exchange read through ccxt's unified ``fetch_ohlcv``, not the raw Binance
+    parser: a gap and a swapped high/low reach candle validation as sent (a repeated bar
+    would still be refused as out of order by that parser)."""
     exchange.requests.clear()
     return exchange_settings(tmp_path / "us.duckdb", exchange, exchange_id="binanceus")
 
