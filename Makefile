@@ -20,9 +20,11 @@ $(DAGSTER_HOME)/dagster.yaml:
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/clm demo
 
+# two workers, one module each at a time (module fixtures are built once): most of the
+# slow tests wait on servers and subprocesses, so two share the 2 cores CI has
 test: $(STAMP)
 	$(BIN)/ruff check clm_assets clm_assets_tests benchmarks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check clm_assets clm_assets_tests benchmarks

@@ -36,7 +36,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 slippage_bps=settings.slippage_bps,
                 long_only=settings.long_only,
             ),
-            "training": TrainingResource(seed=settings.model_seed, params=settings.model_params),
+            "training": TrainingResource(
+                seed=settings.model_seed,
+                params=settings.model_params,
+                ray_address=settings.ray_address,
+            ),
             "market_data": MarketDataResource(
                 source=settings.source,
                 exchange_id=settings.exchange_id,

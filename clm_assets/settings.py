@@ -85,6 +85,9 @@ class Settings:
     model_seed: int = 0
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-family overrides of the defaults, e.g. ``{"nhits": {"max_steps": 300}}``."""
+    ray_address: str | None = None
+    """A running Ray cluster (``host:port`` of its head) that fits the models; None: the
+    fits run in the Dagster step's own process. The bytes come back either way."""
     fee_bps: float = 10.0
     slippage_bps: float = 0.0
     long_only: bool = False
@@ -231,6 +234,7 @@ class Settings:
             ),
             model_seed=_int(env, "CLM_MODEL_SEED", 0),
             model_params=_json(env, "CLM_MODEL_PARAMS"),
+            ray_address=env.get("CLM_RAY_ADDRESS") or None,
             fee_bps=_float(env, "CLM_FEE_BPS", 10.0),
             slippage_bps=_float(env, "CLM_SLIPPAGE_BPS", 0.0),
             long_only=_bool(env, "CLM_LONG_ONLY", False),

@@ -1,4 +1,5 @@
-"""Shared fixtures: deployment settings pointing at a temporary DuckDB file."""
+"""Shared fixtures: deployment settings pointing at a temporary DuckDB file; the order in
+which modules start under ``make test``'s two workers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,32 @@ import dagster as dg
 import pytest
 
 from clm_assets.settings import Settings
+
+SLOWEST_FIRST = (
+    "test_live_loop.py",
+    "ui/test_dagster_ui.py",
+    "assets/test_evaluation.py",
+    "faults/test_concurrent_access.py",
+    "instance/test_postgres_instance.py",
+    "models/test_ray_cluster.py",
+    "faults/test_killed_processes.py",
+    "assets/test_parallel_training.py",
+    "test_backfill.py",
+    "assets/test_training.py",
+)
+"""Modules taking a minute or more (``--durations``), longest first. ``make test`` hands
+whole modules to two workers in collection order; started last, one of these would leave a
+worker running alone for minutes at the end."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+
+    def rank(item: pytest.Item) -> int:
+        module = item.path.relative_to(root).as_posix()
+        return SLOWEST_FIRST.index(module) if module in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order inside a module, and of the rest, is kept
 
 
 def synthetic_settings(db_path: Path, **overrides: object) -> Settings:

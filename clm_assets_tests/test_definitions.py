@@ -40,10 +40,13 @@ def _partitions(partitions_def: dg.PartitionsDefinition | None) -> dict | None:
 
 def graph_snapshot(defs: dg.Definitions) -> dict:
     graph = defs.resolve_asset_graph()
+    pools: dict[dg.AssetKey, dict[str, str | None]] = {}  # each step of the asset: its pool
     specs: dict[dg.AssetKey, list[dg.AssetCheckSpec]] = {}
     for assets_def in graph.assets_defs:  # checks defined apart from their asset included
         for spec in assets_def.check_specs:
             specs.setdefault(spec.asset_key, []).append(spec)
+        for key in assets_def.keys:
+            pools[key] = {op.name: op.pool for op in assets_def.node_def.iterate_op_defs()}
     assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
@@ -56,6 +59,7 @@ def graph_snapshot(defs: dg.Definitions) -> dict:
             "backfill_policy": str(node.backfill_policy.policy_type)
             if node.backfill_policy
             else None,
+            "step_pools": pools[key],
             "checks": sorted(
                 f"{spec.name}{' (blocking)' if spec.blocking else ''}"
                 for spec in specs.get(key, [])

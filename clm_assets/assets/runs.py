@@ -16,6 +16,12 @@ from clm_assets.settings import Settings
 
 DAY = pd.Timedelta(days=1)
 
+DUCKDB_POOL = "duckdb"
+"""The Dagster pool every step that opens the DuckDB file takes a slot of. The instance
+gives it one slot (``concurrency: pools: default_limit: 1`` in ``dagster.yaml``), so steps
+of concurrent runs and parallel steps of one run queue for the file in Dagster instead of
+retrying its lock; steps that only compute (a fit) take no slot."""
+
 
 def day_ranges(
     context: dg.AssetExecutionContext,

@@ -1,4 +1,4 @@
-"""A private local Ray session for one training run, and the check that it is gone after.
+"""The Ray a PPO fit runs on: a private local session, or a cluster worker's own connection.
 
 :class:`RaySession` refuses to start when Ray is already initialized in this process (it
 will not share or shut down someone else's session). Otherwise it starts a new local
@@ -6,6 +6,12 @@ instance (``num_cpus`` at most the machine's, no GPUs, no dashboard, a private t
 under ``/tmp``). :meth:`RaySession.close` shuts Ray down, waits for the processes this
 session started to exit (identified by pid and start time read from ``/proc``), SIGKILLs
 stragglers, removes the temp dir, and raises ``ModelError`` if any process survived.
+
+Inside a Ray task (a fit sent to a cluster by :mod:`clm_assets.models.cluster`) Ray is
+already initialized in worker mode: that connection belongs to the cluster, and PPO, which
+samples and learns in its own process, needs nothing more from it. :func:`fit_session`
+then returns a :class:`WorkerRay`, which starts nothing and shuts nothing down.
+
 :class:`QuietLoggers` holds Ray's loggers at ERROR while the session runs.
 """
 
@@ -52,6 +58,7 @@ class RaySession:
         import ray
 
         self._quiet.__enter__()
+        refresh_auth()  # not a token cached from another Ray this process talked to
         ray.init(
             address="local",  # always a new private local instance, never RAY_ADDRESS
             num_cpus=min(num_cpus, os.cpu_count() or 1),
@@ -82,6 +89,59 @@ class RaySession:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
         if leaked:
             raise ModelError(f"ppo: Ray processes survived ray.shutdown(): {leaked}")
+
+
+class WorkerRay:
+    """Ray as a cluster task finds it (worker mode): the same ``start`` / ``close`` protocol
+    as :class:`RaySession`, but the connection is the worker's, so neither starts nor shuts
+    Ray down; it only stops the algorithm and removes its private temp dir."""
+
+    def __init__(self) -> None:
+        self.temp_dir = tempfile.mkdtemp(prefix="clmppo", dir="/tmp")
+        """A private temp dir for the checkpoint (removed by :meth:`close`)."""
+        self._quiet = QuietLoggers("ray", "ray.rllib", "ray.tune")
+
+    def start(self, num_cpus: int) -> None:
+        """Quiet Ray's loggers; ``num_cpus`` is the task's business on a cluster."""
+        self._quiet.__enter__()
+
+    def close(self, stop_first: Callable[[], object] | None = None) -> None:
+        """Call ``stop_first`` (errors ignored) and remove the temp dir; Ray stays up."""
+        try:
+            if stop_first is not None:
+                with contextlib.suppress(Exception):
+                    stop_first()
+        finally:
+            self._quiet.__exit__(None, None, None)
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def refresh_auth() -> None:
+    """Make Ray read its auth mode and token afresh from the environment as it is now.
+
+    Ray reads both once per process and caches them (its config and the C++ token loader),
+    and a local ``ray.init`` leaves ``RAY_AUTH_MODE=token`` in ``os.environ``. A process that
+    talked to one Ray (a cluster, with that cluster's token) and then starts or joins another
+    would present the stale token and be refused after ~20 s of retries. Call it only while
+    Ray is not initialized in this process; it resets what Ray's own CLI and tests reset.
+    """
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")  # first: a draining gRPC thread must not reload in token mode
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def in_ray_worker() -> bool:
+    """True inside a Ray task or actor, where Ray is initialized in worker mode."""
+    import ray
+
+    return ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE
+
+
+def fit_session() -> RaySession | WorkerRay:
+    """The Ray a fit runs on: the worker's own inside a cluster task, else a private local
+    session (which refuses when a driver in this process already started Ray)."""
+    return WorkerRay() if in_ray_worker() else RaySession()
 
 
 class QuietLoggers:

@@ -9,6 +9,9 @@ Contract:
   Ray is always shut down (``algo.stop(); ray.shutdown()`` in ``finally``) and the Ray
   processes this fit started are checked to be gone. If Ray is already running in this
   process, ``fit`` refuses (``ModelError``) rather than share or kill someone else's session.
+  The exception is a Ray task (a fit sent to a cluster, :mod:`clm_assets.models.cluster`):
+  there Ray is up in worker mode, and ``fit`` trains on that worker as it would locally,
+  starting and shutting down nothing (:func:`~clm_assets.models.ray_session.fit_session`).
 * Training rows are those :func:`training_matrix` keeps (label known, no NaN feature); labels
   themselves are not used: the reward comes from ``close`` (see ``trading_env``). Rows are
   ordered by ``open_time`` (per ``symbol`` when present); a symbol change or a gap in the bar
@@ -57,7 +60,7 @@ from clm_assets.models.base import (
     library_versions,
     training_matrix,
 )
-from clm_assets.models.ray_session import RaySession
+from clm_assets.models.ray_session import fit_session
 from clm_assets.models.rl_checkpoint import pack_checkpoint, restore_module
 from clm_assets.models.trading_env import (
     ACTION_POSITIONS,
@@ -191,14 +194,15 @@ class PPOModel(TradingModel):
         return self.card
 
     def _train(self, env_config: dict[str, Any]) -> tuple[bytes, list[float], list[float]]:
-        """Run PPO in a private Ray session; return packed checkpoint, returns, losses."""
+        """Run PPO in a private Ray session (or, inside a cluster task, on the worker's own
+        connection); return packed checkpoint, returns, losses."""
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         try:
             from ray.rllib.algorithms.ppo import PPOConfig
         except ImportError as exc:  # pragma: no cover - ray is a hard dependency
             raise ModelError(f"ppo: ray[rllib] is not importable: {exc}") from exc
         p = self.params
-        session = RaySession()
+        session = fit_session()
         self.ray_temp_dir = session.temp_dir
         algo = None
         returns: list[float] = []

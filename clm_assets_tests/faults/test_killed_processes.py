@@ -5,7 +5,8 @@
 * The launching process (``dagster asset materialize``) killed while its step runs: the run
   worker is gone, its step process is orphaned, and Dagster alone would leave the run
   STARTED forever. The daemon's run monitoring, with clm's ``WatchedRunLauncher``, kills
-  the orphan and marks the run failed; a re-run completes the data.
+  the orphan and marks the run failed, then gives back the run's slot of the ``duckdb``
+  pool; a re-run in the same instance takes the slot and completes the data.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from clm_assets.assets.runs import DUCKDB_POOL
 from clm_assets.settings import Settings
 from clm_assets.sources.synthetic import SyntheticSource
 from clm_assets.storage.duckdb_store import DuckDBStore
@@ -39,14 +41,15 @@ MARK = 1_000_000.0
 
 
 def _env(tmp: Path, poll_s: int = 2) -> dict[str, str]:
-    """A DAGSTER_HOME whose dagster.yaml is the project's, polling runs every ``poll_s``."""
+    """A DAGSTER_HOME whose dagster.yaml is the project's, polling runs every ``poll_s`` and
+    freeing a finished run's pool slots ``poll_s`` after its end."""
     home = tmp / "home"
     home.mkdir()
     config = (ROOT / "dagster.yaml").read_text()
-    assert "poll_interval_seconds: 30" in config
-    (home / "dagster.yaml").write_text(
-        config.replace("poll_interval_seconds: 30", f"poll_interval_seconds: {poll_s}")
-    )
+    for setting in ("poll_interval_seconds", "free_slots_after_run_end_seconds"):
+        assert f"{setting}: 30" in config
+        config = config.replace(f"{setting}: 30", f"{setting}: {poll_s}")
+    (home / "dagster.yaml").write_text(config)
     return {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -102,13 +105,14 @@ def _holds_lock(path: str, session: int) -> bool:
     return False
 
 
-def _whole_or_untouched(env: dict[str, str], before: pd.DataFrame) -> str:
-    """Check the range after a kill against what it was and what a re-run writes; say
-    which of the two it was."""
+def _whole_or_untouched(
+    env: dict[str, str], before: pd.DataFrame, instance: dg.DagsterInstance | None = None
+) -> str:
+    """Check the range after a kill against what it was and what a re-run (in ``instance``,
+    an ephemeral one by default) writes; say which of the two it was."""
     after = _bars(env)  # opens cleanly: the WAL is replayed or discarded
     assert not after.duplicated("open_time").any()
-    with dg.DagsterInstance.ephemeral() as instance:
-        materialize(Settings.from_env(env), [RAW], *RANGE, instance)
+    materialize(Settings.from_env(env), [RAW], *RANGE, instance)
     complete = _bars(env)
     first, last = (pd.Timestamp(d, tz="UTC") for d in RANGE)
     truth = SyntheticSource(seed=7).fetch(SYMBOL, "1m", first, last + pd.Timedelta(days=1))
@@ -154,9 +158,9 @@ def test_a_killed_launcher_is_marked_failed_by_the_daemon_and_its_orphan_stopped
         env=env, start_new_session=True,
         stdout=(tmp_path / "daemon.log").open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
-    try:
-        launcher = _materialize_cli(env, *RANGE)
-        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        try:
+            launcher = _materialize_cli(env, *RANGE)
             deadline = time.monotonic() + 120
             while not (instance.get_run_records() and _step_pids(instance, _run_id(instance))):
                 assert launcher.poll() is None, launcher.stderr.read().decode()[-2000:]
@@ -166,6 +170,8 @@ def test_a_killed_launcher_is_marked_failed_by_the_daemon_and_its_orphan_stopped
             launcher.kill()  # the launching process only: its step process lives on
             launcher.wait(timeout=30)
             assert psutil.pid_exists(orphan)
+            pool = instance.event_log_storage.get_concurrency_info(DUCKDB_POOL)
+            assert pool.active_run_ids == {_run_id(instance)}  # the write holds the file's slot
 
             while (record := _run_record(instance)).dagster_run.status != (
                 dg.DagsterRunStatus.FAILURE
@@ -176,14 +182,20 @@ def test_a_killed_launcher_is_marked_failed_by_the_daemon_and_its_orphan_stopped
                 time.sleep(0.5)
             failure = instance.all_logs(_run_id(instance), of_type=dg.DagsterEventType.RUN_FAILURE)
             message = failure[-1].dagster_event.message
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=60)
-    assert f"run worker pid {launcher.pid} is gone" in message
-    assert f"killed its orphaned step processes [{orphan}]" in message
-    assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == "zombie"
+            # the dead run's slot of the duckdb pool is given back by the daemon, so that
+            # the next write is not queued forever behind a run that will never end
+            while instance.event_log_storage.get_concurrency_info(DUCKDB_POOL).claimed_slots:
+                assert time.monotonic() < deadline + 90, "the dead run's pool slot stayed taken"
+                time.sleep(0.5)
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            daemon.wait(timeout=60)
+        assert f"run worker pid {launcher.pid} is gone" in message
+        assert f"killed its orphaned step processes [{orphan}]" in message
+        assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == "zombie"
 
-    print(f"\nlauncher killed: the range was left {_whole_or_untouched(env, before)}")
+        left = _whole_or_untouched(env, before, instance)  # the re-run takes the freed slot
+    print(f"\nlauncher killed: the range was left {left}")
 
 
 def _run_id(instance: dg.DagsterInstance) -> str:

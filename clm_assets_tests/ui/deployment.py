@@ -87,6 +87,7 @@ ENV_NAMES = {
     "families": "CLM_FAMILIES",
     "model_seed": "CLM_MODEL_SEED",
     "model_params": "CLM_MODEL_PARAMS",
+    "ray_address": "CLM_RAY_ADDRESS",
     "fee_bps": "CLM_FEE_BPS",
     "slippage_bps": "CLM_SLIPPAGE_BPS",
     "long_only": "CLM_LONG_ONLY",

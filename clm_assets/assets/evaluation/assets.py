@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from clm_assets.assets.runs import run_config_record
+from clm_assets.assets.runs import DUCKDB_POOL, run_config_record
 from clm_assets.assets.training.assets import FEATURES_KEY, lookback_days
 from clm_assets.backtest.evaluate import Evaluation
 from clm_assets.backtest.metrics import buy_and_hold
@@ -63,6 +63,7 @@ def backtest_asset(family: str, settings: Settings) -> dg.AssetsDefinition:
             dg.AssetDep(RAW_KEY, partition_mapping=mapping),
         ],
         io_manager_key="duckdb_io",
+        pool=DUCKDB_POOL,
         metadata={"partition_expr": AS_OF_PARTITION_EXPR, "family": family},
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"pandas", "duckdb"},

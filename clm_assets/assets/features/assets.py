@@ -5,7 +5,7 @@ import math
 import dagster as dg
 import pandas as pd
 
-from clm_assets.assets.runs import DAY, day_ranges, preview
+from clm_assets.assets.runs import DAY, DUCKDB_POOL, day_ranges, preview
 from clm_assets.features.indicators import FEATURE_NAMES, WARMUP_BARS, compute_features
 from clm_assets.features.schema import LABEL_HORIZON, LABEL_RETURN
 from clm_assets.models.windows import horizon_days
@@ -35,6 +35,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         group_name="features",
         partitions_def=market_partitions(settings),
         io_manager_key="duckdb_io",
+        pool=DUCKDB_POOL,
         ins={
             "raw_ohlcv": dg.AssetIn(
                 key=["market_data", "raw_ohlcv"],

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 import pandas as pd
 
-from clm_assets.assets.runs import DAY, day_ranges, preview
+from clm_assets.assets.runs import DAY, DUCKDB_POOL, day_ranges, preview
 from clm_assets.partitions import DATE, MARKET_PARTITION_EXPR, SYMBOL, market_partitions
 from clm_assets.resources.market_data import MarketDataResource
 from clm_assets.resources.storage import StorageResource
@@ -39,6 +39,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         group_name="market_data",
         partitions_def=partitions,
         io_manager_key="duckdb_io",
+        pool=DUCKDB_POOL,
         metadata={"partition_expr": MARKET_PARTITION_EXPR},
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "pandas"},
@@ -67,6 +68,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         asset=raw_ohlcv,
         name=CANDLES_VALID,
         blocking=True,
+        pool=DUCKDB_POOL,
         partitions_def=partitions,
         description="The bars STORED in DuckDB (read back) are unique, sorted, on the "
         "interval grid, inside their day, finite, positive and OHLC-consistent, and as many "

@@ -11,7 +11,7 @@ of the automatic decisions, left open at its end); the divergence from
 import dagster as dg
 import pandas as pd
 
-from clm_assets.assets.runs import day_ranges, preview, run_config_record
+from clm_assets.assets.runs import DUCKDB_POOL, day_ranges, preview, run_config_record
 from clm_assets.backtest.report import png_markdown
 from clm_assets.backtest.window import context_days
 from clm_assets.monitoring.degradation import DetectorConfig
@@ -64,6 +64,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
             dg.AssetDep(["promotion", "promoted_model"], partition_mapping=IN_FORCE),
         ],
         io_manager_key="duckdb_io",
+        pool=DUCKDB_POOL,
         metadata={"partition_expr": MARKET_PARTITION_EXPR},
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "pandas"},

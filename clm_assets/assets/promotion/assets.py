@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import dagster as dg
 import pandas as pd
 
-from clm_assets.assets.runs import run_config_record
+from clm_assets.assets.runs import DUCKDB_POOL, run_config_record
 from clm_assets.partitions import (
     AS_OF_PARTITION_EXPR,
     DATE,
@@ -67,6 +67,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         partitions_def=partitions,
         deps=[dg.AssetKey(["evaluation", f"backtest_{f}"]) for f in settings.families],
         io_manager_key="duckdb_io",
+        pool=DUCKDB_POOL,
         metadata={"partition_expr": AS_OF_PARTITION_EXPR},
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb"},

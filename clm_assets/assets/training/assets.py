@@ -1,13 +1,15 @@
 """``models/<family>``: a model per as-of × symbol, trained on its trailing window only."""
 
+from collections.abc import Sequence
+
 import dagster as dg
 import pandas as pd
 
-from clm_assets.assets.runs import run_config_record
+from clm_assets.assets.runs import DUCKDB_POOL, run_config_record
 from clm_assets.features.schema import KEY_COLUMNS, check_label_horizon
 from clm_assets.models.artifact import ModelArtifact, TrainedModels, code_version
 from clm_assets.models.base import ModelError
-from clm_assets.models.families import model_class
+from clm_assets.models.fitting import FitJob, FitResult
 from clm_assets.models.windows import Windows, horizon_days, windows_for
 from clm_assets.partitions import (
     AS_OF_PARTITION_EXPR,
@@ -55,75 +57,120 @@ def lookback_days(settings: Settings) -> int:
 
 
 def model_asset(family: str, settings: Settings) -> dg.AssetsDefinition:
+    """``models/<family>`` as three steps: read the windows, fit, store.
+
+    Only the first and last touch DuckDB, and both take a slot of the ``duckdb`` pool, so
+    under the multiprocess executor the fits of several families run side by side while
+    the file sees one writer at a time (queued by Dagster, not by lock retries). The fit
+    step runs here, or on a Ray cluster when ``CLM_RAY_ADDRESS`` is set; either way the
+    bytes come back to the store step, DuckDB's only writer.
+    """
     partitions = model_partitions(settings)
     daily = settings.model_cron == DAILY
     # Lineage shows the exact days a daily as-of partition trains on; other cadences
     # depend on the overlapping features days (the window is read explicitly either way).
-    dep = dg.AssetDep(
-        FEATURES_KEY, partition_mapping=window_mapping(lookback_days(settings)) if daily else None
+    features = dg.AssetIn(
+        FEATURES_KEY,
+        partition_mapping=window_mapping(lookback_days(settings)) if daily else None,
+        dagster_type=dg.Nothing,
     )
 
-    @dg.asset(
+    @dg.op(name=f"read_{family}_windows", ins={"features": dg.In(dg.Nothing)}, pool=DUCKDB_POOL)
+    def read(
+        context: dg.AssetExecutionContext, storage: StorageResource, training: TrainingResource
+    ) -> list[FitJob]:
+        return fit_jobs(context.partition_keys, family, settings, storage, training)
+
+    @dg.op(name=f"fit_{family}")
+    def fit(training: TrainingResource, jobs: list[FitJob]) -> list[FitResult]:
+        return training.fit_all(jobs)
+
+    @dg.op(name=f"store_{family}", pool=DUCKDB_POOL, out=dg.Out(io_manager_key="duckdb_io"))
+    def store(
+        context: dg.AssetExecutionContext, training: TrainingResource, fits: list[FitResult]
+    ) -> TrainedModels:
+        return stored_models(context, family, settings, training, fits)
+
+    @dg.graph_asset(
         key=["models", family],
         group_name="training",
         description=DESCRIPTIONS[family]
         + f" Trained on the {settings.train_days} days before an embargo and the "
         f"{settings.eval_days}-day evaluation window that end at the as-of time.",
         partitions_def=partitions,
-        deps=[dep],
-        io_manager_key="duckdb_io",
+        ins={"features": features},
         metadata={"partition_expr": AS_OF_PARTITION_EXPR, "family": family},
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={KINDS[family]},
         tags={"family": family},
     )
-    def _train(
-        context: dg.AssetExecutionContext, storage: StorageResource, training: TrainingResource
-    ) -> dg.Output[TrainedModels]:
-        return train_models(context, family, settings, storage, training)
+    def _train(features):
+        return store(fit(read(features)))
 
     return _train
 
 
-def train_models(
-    context: dg.AssetExecutionContext,
+def fit_jobs(
+    partition_keys: Sequence[str],
     family: str,
     settings: Settings,
     storage: StorageResource,
     training: TrainingResource,
-) -> dg.Output[TrainedModels]:
-    """Fit one model per partition of the step on its trailing window; each partition's
-    materialization carries its own card, version and settings."""
+) -> list[FitJob]:
+    """One fit per partition of the step, each on its trailing window read from DuckDB."""
     partitions = model_partitions(settings)
     bar = interval_delta(settings.interval)
-    artifacts = []
-    for key in context.partition_keys:
+    jobs = []
+    for key in partition_keys:
         dims = partitions.get_partition_key_from_str(key).keys_by_dimension
-        as_of, as_of_end = as_of_bounds(partitions, dims[DATE])
+        _, as_of_end = as_of_bounds(partitions, dims[DATE])
         wins = windows_for(
             as_of_end, settings.train_days, settings.eval_days, settings.label_horizon, bar
         )
         frame = _training_frame(storage, dims[SYMBOL], wins, key, settings.label_horizon)
-        model = model_class(family)(params=training.params_for(family), seed=training.seed)
-        try:
-            card = model.fit(frame, settings.label_horizon)
-        except ModelError as exc:
-            raise ModelError(f"{family} {key}: {exc}") from exc
+        params = training.params_for(family)
+        label = _label(family, key)
+        jobs.append(FitJob(label, family, params, training.seed, frame, settings.label_horizon))
+    return jobs
+
+
+def stored_models(
+    context: dg.AssetExecutionContext,
+    family: str,
+    settings: Settings,
+    training: TrainingResource,
+    fits: list[FitResult],
+) -> TrainedModels:
+    """The fitted bytes as artifacts for the IO manager; each partition's materialization
+    carries its own card, version, settings and the node that fitted it."""
+    partitions = model_partitions(settings)
+    config = run_config_record(
+        settings,
+        training={"seed": training.seed, "params": training.params, "ray": training.ray_address},
+    )
+    artifacts = []
+    for key, fit in zip(context.partition_keys, fits, strict=True):  # the read step's order
+        if fit.label != _label(family, key):
+            raise ModelError(f"{family}: the fit of {fit.label!r} came back for {key!r}")
+        dims = partitions.get_partition_key_from_str(key).keys_by_dimension
+        as_of, _ = as_of_bounds(partitions, dims[DATE])
         artifact = ModelArtifact(
             family,
             dims[SYMBOL],
             as_of,
-            model.to_bytes(),
-            card,
+            fit.blob,
+            fit.card,
             code_version(family),
-            train_seconds=model.train_seconds,
+            train_seconds=fit.train_seconds,
         )
         artifacts.append(artifact)
-        config = run_config_record(
-            settings, training={"seed": training.seed, "params": training.params}
-        )
-        context.add_asset_metadata(_metadata(artifact, config), partition_key=key)
-    return dg.Output(TrainedModels(artifacts))
+        meta = {**_metadata(artifact, config), "trained_on": fit.node_ip, "ray_node": fit.node}
+        context.add_asset_metadata(meta, partition_key=key)
+    return TrainedModels(artifacts)
+
+
+def _label(family: str, key: str) -> str:
+    return f"{family} {key}"
 
 
 def _training_frame(
