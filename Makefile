@@ -24,7 +24,7 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 # slow tests wait on servers and subprocesses, so two share the 2 cores CI has
 test: $(STAMP)
 	$(BIN)/ruff check clm_assets clm_assets_tests benchmarks
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check clm_assets clm_assets_tests benchmarks

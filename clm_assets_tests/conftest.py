@@ -24,8 +24,9 @@ SLOWEST_FIRST = (
     "assets/test_training.py",
 )
 """Modules taking a minute or more (``--durations``), longest first. ``make test`` hands
-whole modules to two workers in collection order; started last, one of these would leave a
-worker running alone for minutes at the end."""
+whole modules to two workers in collection order (``--no-loadscope-reorder``: xdist would
+otherwise start the modules with the most tests first, and the one-test live loop last);
+started last, one of these would leave a worker running alone for minutes at the end."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -213,6 +213,19 @@ def history(conn: duckdb.DuckDBPyConnection, symbol: str) -> pd.DataFrame:
     return frame
 
 
+def newest_decided(conn: duckdb.DuckDBPyConnection) -> dict[str, pd.Timestamp]:
+    """Per symbol, the newest as-of with an automatic decision: ``apply`` refuses any older
+    one, so a sensor asks this before requesting a retrain (empty when none yet)."""
+    if not has_table(conn, "promotions"):
+        return {}
+    rows = conn.execute(
+        "SELECT symbol, max(as_of) FROM registry.promotions "
+        f"WHERE action IN ({', '.join('?' for _ in AUTOMATIC_ACTIONS)}) GROUP BY symbol",
+        list(AUTOMATIC_ACTIONS),
+    ).fetchall()
+    return {symbol: utc(as_of) for symbol, as_of in rows}
+
+
 # --------------------------------------------------------------------------- writes
 
 

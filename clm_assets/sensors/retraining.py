@@ -15,12 +15,13 @@ import dagster as dg
 import pandas as pd
 
 from clm_assets.partitions import as_of_window, model_partitions, partition_key_of, retrain_ticks
+from clm_assets.registry.promotion import newest_decided
 from clm_assets.resources.market_data import MarketDataResource
 from clm_assets.sensors import IN_PROCESS, market_now, sensor_options, tick_result
-from clm_assets.sensors.freshness import newest_stored_bars
+from clm_assets.sensors.freshness import LOCK_WAIT_S, newest_stored_bars
 from clm_assets.settings import Settings
 from clm_assets.sources.intervals import interval_delta
-from clm_assets.storage.duckdb_store import StorageError
+from clm_assets.storage.duckdb_store import DuckDBStore, StorageError
 
 SELECTION = dg.AssetSelection.groups("training", "evaluation", "promotion")
 
@@ -82,6 +83,14 @@ def retrain_request(
     )
 
 
+def _newest_decided(settings: Settings) -> dict[str, pd.Timestamp]:
+    store = DuckDBStore(settings.db_path, lock_timeout_s=LOCK_WAIT_S, read_only=True)
+    if not store.table_exists("registry", "promotions"):
+        return {}
+    with store.connect() as conn:
+        return newest_decided(conn)
+
+
 def retraining_tick(settings: Settings, now: pd.Timestamp) -> tuple[list[dg.RunRequest], list[str]]:
     """The run requests of one tick at ``now`` (the newest ended as-of at a retrain time,
     per symbol whose features reach its end), and why every other symbol has none."""
@@ -93,14 +102,21 @@ def retraining_tick(settings: Settings, now: pd.Timestamp) -> tuple[list[dg.RunR
     as_of, as_of_end = newest
     try:
         stored = newest_stored_bars(settings, "features", "features")
+        decided = _newest_decided(settings)
     except StorageError as exc:
         return [], [f"store not readable: {exc}"]
     last_bar = as_of_end - interval_delta(settings.interval)
     requests, reasons = [], []
     for symbol in settings.symbols:
+        key = partition_key_of(model_partitions(settings), as_of, symbol)
+        if symbol in decided and decided[symbol] > as_of:
+            reasons.append(
+                f"{key}: as-of {decided[symbol]} is already decided; retraining the older "
+                f"as-of {as_of} would rewrite newer history"
+            )
+            continue
         newest_features = stored.get(symbol)
         if newest_features is None or newest_features < last_bar:
-            key = partition_key_of(model_partitions(settings), as_of, symbol)
             reasons.append(
                 f"{key}: waiting for features up to {last_bar} (stored: {newest_features})"
             )

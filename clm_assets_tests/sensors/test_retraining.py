@@ -11,10 +11,13 @@ import pandas as pd
 import pytest
 
 from clm_assets.definitions import build_definitions
+from clm_assets.registry.decisions import NO_CHAMPION, Decision
+from clm_assets.registry.promotion import apply
 from clm_assets.resources.market_data import MarketDataResource
 from clm_assets.sensors.retraining import retraining_tick
 from clm_assets.settings import Settings
 from clm_assets.sources.freshness import DAY
+from clm_assets.storage.duckdb_store import DuckDBStore
 from clm_assets_tests.conftest import materialize, synthetic_settings
 
 
@@ -62,6 +65,37 @@ def test_the_ended_as_of_waits_for_its_features_then_is_requested_once_per_symbo
     assert keys == [f"{yesterday:%Y-%m-%d}|BTC-USDT", f"{yesterday:%Y-%m-%d}|ETH-USDT"]
     assert [r.run_key for r in tick.run_requests] == [f"retrain|{k}" for k in keys]
     assert {r.tags["clm/trigger"] for r in tick.run_requests} == {"scheduled_retraining"}
+
+
+def test_an_as_of_older_than_the_newest_decision_is_not_requested(
+    tmp_path: Path, instance: dg.DagsterInstance, today: pd.Timestamp
+) -> None:
+    """A deployment bootstrapped with a decision newer than the last retrain time (``make
+    live`` decides as of its start): retraining the older as-of could only fail, since the
+    registry refuses to rewrite newer history."""
+    settings = _settings(tmp_path, today)
+    yesterday = today - DAY
+    _store_features(settings, instance, yesterday, today)
+    decided = Decision(
+        decision_id="bootstrap",
+        symbol="BTC-USDT",
+        as_of=today,
+        decided_at=today,
+        action=NO_CHAMPION,
+        champion=None,
+        previous=None,
+        reason="decided as of today by the bootstrap",
+    )
+    store = DuckDBStore(settings.db_path)
+    with store.connect() as conn:
+        apply(conn, decided)
+
+    requests, reasons = retraining_tick(settings, today + pd.Timedelta(minutes=5))
+    assert [r.partition_key for r in requests] == [f"{yesterday:%Y-%m-%d}|ETH-USDT"]
+    assert reasons == [
+        f"{yesterday:%Y-%m-%d}|BTC-USDT: as-of {today} is already decided; retraining the "
+        f"older as-of {yesterday} would rewrite newer history"
+    ]
 
 
 def test_a_sub_daily_cadence_requests_the_window_that_just_ended(
