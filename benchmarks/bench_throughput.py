@@ -71,7 +71,7 @@ TARGETS = [
 ]
 
 
-def _env(tmp: Path, db: Path, name: str) -> dict[str, str]:
+def _env(tmp: Path, db: Path, name: str, symbols: tuple[str, ...]) -> dict[str, str]:
     home = tmp / f"home_{name}"
     home.mkdir()
     (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
@@ -80,7 +80,7 @@ def _env(tmp: Path, db: Path, name: str) -> dict[str, str]:
         **env,
         "DAGSTER_HOME": str(home),
         "CLM_SOURCE": "synthetic",
-        "CLM_SYMBOLS": ",".join(SYMBOLS),
+        "CLM_SYMBOLS": ",".join(symbols),
         "CLM_START_DATE": "2024-01-01",
         "CLM_END_DATE": "2024-03-01",
         "CLM_TRAIN_DAYS": "20",
@@ -106,13 +106,17 @@ def _prepare(env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
-def _train(env: dict[str, str], executor: dict, tmp: Path, name: str) -> dict:
+def _train(
+    env: dict[str, str], executor: dict, tmp: Path, name: str, families: tuple[str, ...]
+) -> dict:
+    symbols = env["CLM_SYMBOLS"].split(",")
+    first, last = symbols[0], symbols[-1]
     config = tmp / f"run_{name}.yaml"
     config.write_text(json.dumps({"execution": {"config": executor}}))
     cmd = [
         str(BIN / "dagster"), "asset", "materialize", "-m", "clm_assets.definitions",
-        "--select", ",".join(f"models/{f}" for f in FAMILIES), "-c", str(config),
-        "--partition-range", f"{AS_OF}|{SYMBOLS[0]}...{AS_OF}|{SYMBOLS[-1]}",
+        "--select", ",".join(f"models/{f}" for f in families), "-c", str(config),
+        "--partition-range", f"{AS_OF}|{first}...{AS_OF}|{last}",
     ]  # fmt: skip
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=3600)
@@ -124,7 +128,7 @@ def _train(env: dict[str, str], executor: dict, tmp: Path, name: str) -> dict:
         if record.dagster_run.status != dg.DagsterRunStatus.SUCCESS:
             raise RuntimeError(f"{name}: run ended {record.dagster_run.status}")
         fit_s, nodes = 0.0, set()
-        for family in FAMILIES:
+        for family in families:
             key = dg.AssetKey(["models", family])
             for rec in instance.fetch_materializations(key, limit=100).records:
                 meta = rec.asset_materialization.metadata
@@ -134,10 +138,10 @@ def _train(env: dict[str, str], executor: dict, tmp: Path, name: str) -> dict:
     return {"wall_s": wall, "run_s": run_s, "fit_s": fit_s, "nodes": len(nodes)}
 
 
-def _versions(db: Path) -> dict[str, str]:
+def _versions(db: Path, families: tuple[str, ...]) -> dict[str, str]:
     store = DuckDBStore(db)
     out = {}
-    for family in FAMILIES:
+    for family in families:
         frame = store.query(f"SELECT symbol, version FROM models.{family} ORDER BY symbol")
         out.update(
             {f"{family} {s}": v for s, v in zip(frame["symbol"], frame["version"], strict=True)}
@@ -145,25 +149,32 @@ def _versions(db: Path) -> dict[str, str]:
     return out
 
 
-def run() -> dict:
-    fits = len(SYMBOLS) * len(FAMILIES)
+def run(quick: bool = False) -> dict:
+    """``quick``: 2 symbols × xgboost and lightgbm, to check the benchmark itself."""
+    symbols, families = (SYMBOLS[:2], FAMILIES[:2]) if quick else (SYMBOLS, FAMILIES)
+    fits = len(symbols) * len(families)
     with tempfile.TemporaryDirectory(prefix="bench_throughput_") as folder:
         tmp = Path(folder)
         db = tmp / "clm.duckdb"
-        prepare_s = _prepare(_env(tmp, db, "prepare"))
-        result: dict = {"fits": fits, "prepare_s": prepare_s, "modes": {}}
+        prepare_s = _prepare(_env(tmp, db, "prepare", symbols))
+        result: dict = {
+            "fits": fits, "symbols": len(symbols), "families": len(families),
+            "prepare_s": prepare_s, "modes": {},
+        }  # fmt: skip
         reference: dict[str, str] | None = None
         equal = True
         for i, (name, executor, nodes) in enumerate(MODES):
-            env = _env(tmp, db, f"m{i}")
+            env = _env(tmp, db, f"m{i}", symbols)
+            load_before = os.getloadavg()[0]
             if nodes:
                 with local_ray_cluster(nodes=nodes) as cluster:
                     env.update({**cluster.auth_env, "CLM_RAY_ADDRESS": cluster.address})
-                    measured = _train(env, executor, tmp, f"m{i}")
+                    measured = _train(env, executor, tmp, f"m{i}", families)
             else:
-                measured = _train(env, executor, tmp, f"m{i}")
+                measured = _train(env, executor, tmp, f"m{i}", families)
             measured["fits_per_min"] = 60 * fits / measured["run_s"]
-            versions = _versions(db)
+            measured["load"] = (load_before, os.getloadavg()[0])  # other work on the machine
+            versions = _versions(db, families)
             if len(versions) != fits:
                 raise RuntimeError(f"{name}: {len(versions)} models stored, not {fits}")
             reference = reference or versions
@@ -186,14 +197,18 @@ def run() -> dict:
 
 def print_table(r: dict) -> None:
     print(
-        f"\n{r['fits']} fits ({len(SYMBOLS)} synthetic symbols x {len(FAMILIES)} families, "
+        f"\n{r['fits']} fits ({r['symbols']} synthetic symbols x {r['families']} families, "
         f"as-of {AS_OF}, {r['cpus']} CPUs); features prepared in {r['prepare_s']:.0f} s"
     )
-    print(f"{'mode':<26}{'run s':>8}{'CLI s':>8}{'fit s':>8}{'fits/min':>10}{'nodes':>7}  same")
+    print(
+        f"{'mode':<26}{'run s':>8}{'CLI s':>8}{'fit s':>8}{'fits/min':>10}{'nodes':>7}  same"
+        "  load 1-min before/after"
+    )
     for name, m in r["modes"].items():
         print(
             f"{name:<26}{m['run_s']:>8.1f}{m['wall_s']:>8.1f}{m['fit_s']:>8.1f}"
-            f"{m['fits_per_min']:>10.2f}{m['nodes']:>7}  {m['same_versions']}"
+            f"{m['fits_per_min']:>10.2f}{m['nodes']:>7}  {m['same_versions']!s:<5}"
+            f"  {m['load'][0]:.1f} / {m['load'][1]:.1f}"
         )
     print(
         f"2 workers / 1: multiprocess {r['speedup_multiprocess']:.2f}x, "
@@ -202,4 +217,4 @@ def print_table(r: dict) -> None:
 
 
 if __name__ == "__main__":
-    print_table(run())
+    print_table(run(quick="--quick" in sys.argv))

@@ -1,8 +1,8 @@
 """Run every ``benchmarks/bench_*.py``, summarise its targets, write ``RESULTS.md``.
 
-Modules run in a fixed order (features, io, backtest, vectorbt, quantstats, backfill, live,
-demo, then any other ``bench_*.py`` alphabetically); ``--only io --only demo`` (or
-``--only io,demo``) picks some.
+Modules run in a fixed order (features, io, backtest, vectorbt, quantstats, backfill,
+scaling, throughput, live, demo, then any other ``bench_*.py`` alphabetically);
+``--only io --only demo`` (or ``--only io,demo``) picks some.
 Each module's ``run()`` returns a dict; its table is printed by its ``print_table(result)``
 (or ``_print_table``) when it has one, else the dict is listed. A module's ``TARGETS`` is a
 list of ``(description, key, comparator, threshold)`` with comparator one of
@@ -35,7 +35,18 @@ from types import ModuleType
 from results import Section, loadavg, render
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("features", "io", "backtest", "vectorbt", "quantstats", "backfill", "live", "demo")
+ORDER = (
+    "features",
+    "io",
+    "backtest",
+    "vectorbt",
+    "quantstats",
+    "backfill",
+    "scaling",
+    "throughput",
+    "live",
+    "demo",
+)
 RESULTS = HERE / "RESULTS.md"
 COMPARATORS = {
     "<": operator.lt,
