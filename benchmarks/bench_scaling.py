@@ -27,10 +27,20 @@ the grid: ``noop_defs.py`` (same keys, partitions, policy and mapping, bodies th
 nothing) through the same CLI (``NOOP_POINTS``), and the real graph in one in-process run
 on an ephemeral instance (``IN_PROCESS_POINTS``: no sqlite, no step processes).
 
-Cost model: least squares of wall (and CPU) ~ a + b*partitions + c*bars over the points. At
-a fixed interval bars = 24 x partitions, so one point at 15m bars (4x the bars per
-partition) is in the grid to tell the two apart; the fit is also made without the biggest
-point to see whether it extrapolates (superlinear growth would show as a miss).
+Where the time goes: each step's duration = its own work (DIRECT) + the span over which it
+stored its materialization events + the rest; the rest grows with partitions squared
+because every ``context.add_asset_metadata(..., partition_key=...)`` call (one per
+partition) makes Dagster rebuild and scan every key of the step's range, which is timed
+alone per point (``range_check_ms``). Before the run starts: the planned materialization
+events, then the partitioned check's planned event, which stores one row per partition each
+holding the run's whole partition subset (quadratic in time and in ``DAGSTER_HOME`` bytes).
+
+Cost model: least squares of wall (and CPU) ~ a + b*partitions + c*bars over the points,
+and with a d*partitions^2 term. At a fixed interval bars = 24 x partitions, so one point at
+15m bars (4x the bars per partition) is in the grid to tell the two apart; the linear fit is
+also made without the biggest point to see whether it extrapolates (superlinear growth shows
+as a miss). ``summarize`` re-applies the analysis to saved points (stderr carries each
+point's JSON as it completes).
 
     python benchmarks/bench_scaling.py [--quick]
 """
@@ -434,6 +444,7 @@ def measure_point(tmp: Path, n_symbols: int, days: int, interval: str) -> dict:
     point["direct_equal"] = not any(point["direct_differ"].values())
     point["dagster_share"] = 1 - point["direct"]["total_s"] / wall
     point["direct_rows"] = _rows(d_db)
+    point["range_check_ms"] = range_check_ms(n_symbols, days)
     for path in (db, d_db):
         path.unlink(missing_ok=True)
     return point
@@ -460,21 +471,29 @@ def measure_noop(tmp: Path, n_symbols: int, days: int) -> dict:
     return point
 
 
-def fit(points: list[dict], key: str) -> dict:
-    """Least squares ``key ~ a + b*partitions + c*bars`` (seconds; b, c per unit)."""
-    x = np.array([[1.0, p["partitions"], p["bars"]] for p in points])
-    y = np.array([p[key] if "." not in key else _dig(p, key) for p in points])
+LINEAR = ("partitions", "bars")
+QUADRATIC = ("partitions", "bars", "partitions^2")
+UNITS = {"partitions": (1e3, "ms/partition"), "bars": (1e3, "ms/bar"),
+         "partitions^2": (1e6, "us/partition^2")}  # fmt: skip
+
+
+def _regressor(point: dict, term: str) -> float:
+    return float(point["partitions"] ** 2 if term == "partitions^2" else point[term])
+
+
+def fit(points: list[dict], key: str, terms: tuple[str, ...] = LINEAR) -> dict:
+    """Least squares ``key ~ fixed + sum(coef[t] * t)`` over ``terms`` (seconds)."""
+    x = np.array([[1.0, *(_regressor(p, t) for t in terms)] for p in points])
+    y = np.array([_dig(p, key) for p in points])
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     pred = x @ coef
     ss = float(((y - y.mean()) ** 2).sum())
     return {
-        "a_s": float(coef[0]),
-        "b_ms_per_partition": 1000 * float(coef[1]),
-        "c_ms_per_bar": 1000 * float(coef[2]),
+        "terms": list(terms),
+        "coef": [float(c) for c in coef],
         "r2": 1 - float(((y - pred) ** 2).sum()) / ss if ss > 0 else float("nan"),
         "residuals_s": [float(r) for r in y - pred],
         "points": len(points),
-        "coef": [float(c) for c in coef],
     }
 
 
@@ -485,9 +504,60 @@ def _dig(point: dict, key: str) -> float:
     return float(value)
 
 
-def _terms(model: dict, partitions: int, bars: int) -> dict[str, float]:
-    a, b, c = model["coef"]
-    return {"fixed": a, "partitions": b * partitions, "bars": c * bars}
+def _terms(model: dict, point: dict) -> dict[str, float]:
+    """Seconds each term of ``model`` contributes at ``point``."""
+    fixed, *coef = model["coef"]
+    return {"fixed": fixed} | {
+        t: c * _regressor(point, t) for t, c in zip(model["terms"], coef, strict=True)
+    }
+
+
+def range_check_ms(n_symbols: int, days: int, reps: int = 5) -> float:
+    """One ``context.add_asset_metadata(..., partition_key=...)`` call's check that the key
+    is targeted: Dagster rebuilds every key of the step's range and scans the list (once per
+    call, so a step that records each partition's metadata pays it once per partition).
+    Timed here on the point's partitions definition; the fastest of ``reps``, in ms."""
+    settings = Settings(
+        source="synthetic",
+        symbols=symbols(n_symbols),
+        start_date=f"{FIRST:%Y-%m-%d}",
+        end_date=f"{FIRST + pd.Timedelta(days=days):%Y-%m-%d}",
+        db_path=Path(tempfile.gettempdir()) / "bench_scaling_unused.duckdb",
+    )
+    partitions = market_partitions(settings)
+    keys = partitions.get_partition_keys()
+    key_range = dg.PartitionKeyRange(keys[0], keys[-1])
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        targeted = partitions.get_partition_keys_in_range(partition_key_range=key_range)
+        assert keys[-1] in targeted
+        best = min(best, time.perf_counter() - t0)
+    return 1000 * best
+
+
+def _breakdown(point: dict) -> dict[str, dict[str, float]]:
+    """Each step's duration in the run = its own work (direct) + the span over which it
+    stored its materialization events + the rest (Dagster inside the step)."""
+    d, run = point["direct"], point["run"] or {}
+    spans = {
+        ("raw" if step.endswith("raw_ohlcv") else "features"): v["span_s"]
+        for step, v in run.get("materializations_by_step", {}).items()
+    }
+    out = {}
+    for kind, direct_s in (("raw", d["raw_s"]), ("features", d["features_s"])):
+        step = point.get(f"{kind}_step_s")
+        if step is None or kind not in spans:
+            continue
+        rest = step - direct_s - spans[kind]
+        out[kind] = {
+            "step_s": step,
+            "direct_s": direct_s,
+            "events_s": spans[kind],
+            "rest_s": rest,
+            "rest_us_per_partition2": 1e6 * rest / point["partitions"] ** 2,
+        }
+    return out
 
 
 def _retry(func: Any, *args: Any) -> Any:
@@ -533,16 +603,23 @@ def run(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+    return summarize(points, noop, in_process, full)
+
+
+def summarize(points: list[dict], noop: list[dict], in_process: list[dict], full: tuple) -> dict:
+    """The fits, shares and targets of measured points (also re-applicable to saved ones)."""
     by_point = {(p["symbols"], p["days"], p["interval"]): p for p in points}
-    full_point = by_point.get(full)
-    models = {
-        "wall": fit(points, "wall_s"),
-        "cpu": fit(points, "cpu_s"),
-        "direct": fit(points, "direct.total_s"),
-    }
+    full_point = by_point.get(tuple(full))
     for p in points:
         p["dagster_s"] = p["wall_s"] - p["direct"]["total_s"]
-    models["dagster"] = fit(points, "dagster_s")
+        p["breakdown"] = _breakdown(p)
+    models = {
+        "wall": fit(points, "wall_s"),
+        "wall+P^2": fit(points, "wall_s", QUADRATIC),
+        "cpu+P^2": fit(points, "cpu_s", QUADRATIC),
+        "direct": fit(points, "direct.total_s"),
+        "dagster+P^2": fit(points, "dagster_s", QUADRATIC),
+    }
     result: dict[str, Any] = {
         "points": points,
         "noop": noop,
@@ -556,14 +633,14 @@ def run(
     }
     if full_point is not None:
         f = full_point
-        result["terms_full"] = {k: _terms(m, f["partitions"], f["bars"]) for k, m in models.items()}
+        result["terms_full"] = {k: _terms(m, f) for k, m in models.items()}
         rest = [p for p in points if p is not f]
-        if len(rest) >= 3:
-            small = fit(rest, "wall_s")
-            result["extrapolated_full_s"] = float(
-                np.dot(small["coef"], [1, f["partitions"], f["bars"]])
-            )
-            result["model_without_full"] = small
+        extrapolated = {}  # linear models only: the smaller points cannot pin a curvature
+        for terms in (("partitions",), LINEAR):
+            if len(rest) > len(terms) + 1:
+                name = "wall ~ fixed + " + " + ".join(terms)
+                extrapolated[name] = sum(_terms(fit(rest, "wall_s", terms), f).values())
+        result["extrapolated_full_s"] = extrapolated
         result["full_wall_s"] = f["wall_s"]
         result["full_dagster_share"] = f["dagster_share"]
         result["full_events_per_partition"] = f.get("events_per_partition")
@@ -594,7 +671,7 @@ def print_table(r: dict) -> None:
         "multiprocess executor; seconds"
     )
     head = (
-        f"{'symbols x days':<16}{'bars':>5}{'parts':>7}{'bars':>9}{'runs':>5}{'wall':>8}"
+        f"{'symbols x days':<16}{'bar':>5}{'parts':>7}{'bars':>9}{'runs':>5}{'wall':>8}"
         f"{'cpu':>8}{'cr->st':>8}{'run':>8}{'raw':>7}{'check':>7}{'feat':>7}"
         f"{'events':>8}{'ev/p':>6}{'ms/part':>8}{'load':>10}"
     )
@@ -696,12 +773,19 @@ def print_table(r: dict) -> None:
             f"{ip['wall_s']:.0f} s{extra}"
         )
 
-    print("\ncost model, least squares over the points: y ~ a + b*partitions + c*bars")
+    print(
+        "\ncost model, least squares over the points: y ~ a + b*partitions + c*bars "
+        "(+ d*partitions^2 where named +P^2)"
+    )
     for name, m in r["models"].items():
         resid = ", ".join(f"{x:+.0f}" for x in m["residuals_s"])
+        coef = ", ".join(
+            f"{c * UNITS[t][0]:.2f} {UNITS[t][1]}"
+            for t, c in zip(m["terms"], m["coef"][1:], strict=True)
+        )
         print(
-            f"  {name:<8} a {m['a_s']:>7.1f} s, b {m['b_ms_per_partition']:>7.1f} ms/partition, "
-            f"c {m['c_ms_per_bar']:>6.2f} ms/bar, R2 {m['r2']:.3f} (residuals s: {resid})"
+            f"  {name:<12} fixed {m['coef'][0]:.0f} s, {coef}; R2 {m['r2']:.3f} "
+            f"(residuals s: {resid})"
         )
     if "terms_full" in r:
         f = r["full"]
@@ -712,12 +796,53 @@ def print_table(r: dict) -> None:
                 f"{k} {v:.0f} ({v / total:.0%})" if total else f"{k} {v:.0f}"
                 for k, v in terms.items()
             )
-            print(f"    {name:<8} {parts}")
-    if "extrapolated_full_s" in r:
+            print(f"    {name:<12} {parts}")
+    for name, predicted in r.get("extrapolated_full_s", {}).items():
         print(
-            f"  fitted WITHOUT the {r['full'][0]} x {r['full'][1]} point, it predicts "
-            f"{r['extrapolated_full_s']:.0f} s; measured {r['full_wall_s']:.0f} s "
-            f"({r['full_wall_s'] / r['extrapolated_full_s']:.2f}x)"
+            f"  {name}, fitted WITHOUT the {r['full'][0]} x {r['full'][1]} point, predicts it "
+            f"{predicted:.0f} s; measured {r['full_wall_s']:.0f} s "
+            f"({r['full_wall_s'] / predicted:.2f}x)"
+        )
+    print(
+        "\ninside the steps: duration = own work (DIRECT) + materialization events stored + rest "
+        "(s); rest / partitions^2 (us); the add_asset_metadata targeted-key check, timed alone"
+    )
+    print(
+        f"{'point':<18}{'raw step':>9}{'own':>6}{'events':>7}{'rest':>7}{'us/P2':>7}"
+        f"{'feat step':>10}{'own':>6}{'events':>7}{'rest':>7}{'us/P2':>7}"
+        f"{'check ms/call':>14}{'x P calls':>10}"
+    )
+    for p in pts:
+        cells = ""
+        for kind in ("raw", "features"):
+            b = p.get("breakdown", {}).get(kind)
+            cells += (
+                f"{b['step_s']:>{9 if kind == 'raw' else 10}.0f}{b['direct_s']:>6.0f}"
+                f"{b['events_s']:>7.0f}{b['rest_s']:>7.0f}{b['rest_us_per_partition2']:>7.1f}"
+                if b
+                else f"{'-':>{9 if kind == 'raw' else 10}}{'-':>6}{'-':>7}{'-':>7}{'-':>7}"
+            )
+        check = p.get("range_check_ms")
+        calls = (
+            f"{check:>14.1f}{check * p['partitions'] / 1000:>9.0f}s"
+            if check
+            else f"{'-':>14}{'-':>10}"
+        )
+        print(f"{p['symbols']:>3} x {p['days']} {p['interval']:<8}{cells}{calls}")
+    print(
+        "\nbefore the run starts (created -> start, s): the planned materialization events, "
+        "then the partitioned check's planned event (it stores one row per partition, each "
+        "holding the run's whole partition subset)"
+    )
+    print(f"{'point':<18}{'cr->st':>7}{'planned':>9}{'span':>7}{'ms/ev':>7}{'check planned':>14}")
+    for p in pts:
+        types = (p["run"] or {}).get("event_types", {})
+        n, span = types.get("ASSET_MATERIALIZATION_PLANNED", (0, 0.0))
+        _, check = types.get("ASSET_CHECK_EVALUATION_PLANNED", (0, 0.0))
+        print(
+            f"{p['symbols']:>3} x {p['days']} {p['interval']:<8}"
+            f"{(p['run'] or {}).get('created_to_start_s') or 0:>7.0f}{n:>9,}{span:>7.0f}"
+            f"{1000 * span / max(n, 1):>7.1f}{check:>14.1f}"
         )
     print("per partition at each point (ms): CLI wall, direct work, the rest (Dagster)")
     for p in pts:

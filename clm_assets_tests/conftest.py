@@ -12,7 +12,7 @@ import pytest
 from clm_assets.settings import Settings
 
 SLOWEST_FIRST = (
-    "test_live_loop.py",
+    "test_live_loop.py",  # run alone by make test, after the others
     "ui/test_dagster_ui.py",
     "assets/test_evaluation.py",
     "faults/test_concurrent_access.py",
