@@ -179,6 +179,7 @@ def run(quick: bool = False) -> dict:
                 raise RuntimeError(f"{name}: {len(versions)} models stored, not {fits}")
             reference = reference or versions
             measured["same_versions"] = versions == reference
+            measured["differ"] = sorted(k for k in reference if versions[k] != reference[k])
             equal &= measured["same_versions"]
             result["modes"][name] = measured
             print(f"  [{name}: run {measured['run_s']:.0f} s]", flush=True)
@@ -210,6 +211,9 @@ def print_table(r: dict) -> None:
             f"{m['fits_per_min']:>10.2f}{m['nodes']:>7}  {m['same_versions']!s:<5}"
             f"  {m['load'][0]:.1f} / {m['load'][1]:.1f}"
         )
+    for name, m in r["modes"].items():
+        if m["differ"]:
+            print(f"{name}: versions differ from the first mode for {', '.join(m['differ'])}")
     print(
         f"2 workers / 1: multiprocess {r['speedup_multiprocess']:.2f}x, "
         f"Ray {r['speedup_ray']:.2f}x; fit s = sum of the fits' own training seconds"
