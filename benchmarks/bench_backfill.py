@@ -39,6 +39,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pandas as pd
+from instance_runs import run_records
 
 from clm_assets.definitions import build_definitions
 from clm_assets.pipeline import materialize_days
@@ -92,43 +93,6 @@ def _materialize(env: dict[str, str], code: tuple[str, str], *partition_args: st
     return seconds
 
 
-def _runs(home: str) -> list[dict]:
-    """Status, duration, per-step durations and stored event count of every run."""
-    out = []
-    with dg.DagsterInstance.from_config(home) as instance:
-        for record in instance.get_run_records():
-            run_id = record.dagster_run.run_id
-            steps = {
-                s.step_key: round(s.end_time - s.start_time, 2)
-                for s in instance.get_run_step_stats(run_id)
-                if s.start_time and s.end_time
-            }
-            start, end = record.start_time, record.end_time
-            logs = instance.all_logs(run_id)
-            by_type: dict[str, list[float]] = {}
-            for entry in logs:
-                if entry.dagster_event is not None:
-                    by_type.setdefault(entry.dagster_event.event_type_value, []).append(
-                        entry.timestamp
-                    )
-            out.append(
-                {
-                    "status": record.dagster_run.status.value,
-                    "created_to_start_s": round(start - record.create_timestamp.timestamp(), 2)
-                    if start
-                    else None,
-                    "run_s": round(end - start, 2) if start and end else None,
-                    "step_s": steps,
-                    "events": len(logs),
-                    # count and first..last span (s) of each event type
-                    "event_types": {
-                        k: (len(v), round(max(v) - min(v), 2)) for k, v in by_type.items()
-                    },
-                }
-            )
-    return out
-
-
 def in_process_ephemeral(env: dict[str, str], days: int) -> float:
     """The same range in one in-process run on an ephemeral instance (no sqlite event log,
     no process start): what the run costs without the CLI and the persistent instance."""
@@ -169,7 +133,7 @@ def run(days: int = 365, k: int = 6) -> dict:
         last = FIRST + pd.Timedelta(days=days - 1)
         whole_range = f"{FIRST:%Y-%m-%d}|{SYMBOLS[0]}...{last:%Y-%m-%d}|{SYMBOLS[-1]}"
         t_single = _materialize(env, CLM, "--partition-range", whole_range)
-        single_runs = _runs(env["DAGSTER_HOME"])
+        single_runs = run_records(env["DAGSTER_HOME"])
         with duckdb.connect(str(db), read_only=True) as conn:
             rows = {t: conn.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in TABLES}
 
@@ -186,10 +150,10 @@ def run(days: int = 365, k: int = 6) -> dict:
         per_partition = [
             _materialize(env_alone, CLM, "--partition", f"{day}|{symbol}") for day, symbol in picks
         ]
-        alone_runs = _runs(env_alone["DAGSTER_HOME"])
+        alone_runs = run_records(env_alone["DAGSTER_HOME"])
         env_noop = _env(tmp, "noop", tmp / "noop_unused.duckdb", days)
         t_noop_single = _materialize(env_noop, NOOP, "--partition-range", whole_range)
-        noop_single_runs = _runs(env_noop["DAGSTER_HOME"])
+        noop_single_runs = run_records(env_noop["DAGSTER_HOME"])
         env_noop_alone = _env(tmp, "noop_alone", tmp / "noop_unused.duckdb", days)
         noop_per_partition = [
             _materialize(env_noop_alone, NOOP, "--partition", f"{day}|{symbol}")
@@ -261,7 +225,7 @@ def run(days: int = 365, k: int = 6) -> dict:
 
 def _print_run(run: dict) -> None:
     """Where the time of one run went, from the instance's run and event records."""
-    steps = ", ".join(f"{k} {v:.1f} s" for k, v in run["step_s"].items())
+    steps = ", ".join(f"{k} {v['s']:.1f} s" for k, v in run["steps"].items())
     print(
         f"    created..start {run['created_to_start_s']:.1f} s, start..end "
         f"{run['run_s']:.1f} s ({run['events']:,} events); {steps}"

@@ -67,6 +67,7 @@ import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
+from instance_runs import run_records
 
 from clm_assets.assets.features.assets import compute_days, warmup_days
 from clm_assets.assets.market_data.assets import ROWS_WRITTEN, fetch_bars
@@ -200,68 +201,6 @@ def _materialize(env: dict, code: tuple[str, str], partition_range: str) -> tupl
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-4000:]}")
     return seconds, cpu
-
-
-def _ms_per_event(stamps: list[float]) -> tuple[float, float] | None:
-    """Mean ms per stored event over the first and the last tenth of a burst."""
-    if len(stamps) < 20:
-        return None
-    ts, k = sorted(stamps), len(stamps) // 10
-    return 1000 * (ts[k] - ts[0]) / k, 1000 * (ts[-1] - ts[-1 - k]) / k
-
-
-def _runs(home: str) -> list[dict]:
-    """Per run: status, created -> start, start -> end, each step's window and duration, and
-    the stored events by type and by step."""
-    out = []
-    with dg.DagsterInstance.from_config(home) as instance:
-        for record in instance.get_run_records():
-            run_id = record.dagster_run.run_id
-            start, end = record.start_time, record.end_time
-            steps = {
-                s.step_key: {
-                    "s": round(s.end_time - s.start_time, 2),
-                    "from": round(s.start_time - start, 2) if start else None,
-                    "to": round(s.end_time - start, 2) if start else None,
-                }
-                for s in instance.get_run_step_stats(run_id)
-                if s.start_time and s.end_time
-            }
-            logs = instance.all_logs(run_id)
-            by_type: dict[str, list[float]] = defaultdict(list)
-            materialized: dict[str, list[float]] = defaultdict(list)
-            for entry in logs:
-                event = entry.dagster_event
-                if event is None:
-                    continue
-                by_type[event.event_type_value].append(entry.timestamp)
-                if event.event_type_value == "ASSET_MATERIALIZATION":
-                    materialized[entry.step_key or "?"].append(entry.timestamp)
-            planned = by_type.get("ASSET_MATERIALIZATION_PLANNED", [])
-            out.append(
-                {
-                    "status": record.dagster_run.status.value,
-                    "created_to_start_s": round(start - record.create_timestamp.timestamp(), 2)
-                    if start
-                    else None,
-                    "run_s": round(end - start, 2) if start and end else None,
-                    "steps": steps,
-                    "events": len(logs),
-                    "event_types": {
-                        k: (len(v), round(max(v) - min(v), 2)) for k, v in sorted(by_type.items())
-                    },
-                    "planned_ms_per_event": _ms_per_event(planned),
-                    "materializations_by_step": {
-                        step: {
-                            "count": len(v),
-                            "span_s": round(max(v) - min(v), 2),
-                            "ms_per_event": _ms_per_event(v),
-                        }
-                        for step, v in materialized.items()
-                    },
-                }
-            )
-    return out
 
 
 def _tree_bytes(path: Path) -> int:
@@ -412,7 +351,7 @@ def measure_point(tmp: Path, n_symbols: int, days: int, interval: str) -> dict:
     env = _env(tmp, name, db, n_symbols, days, interval)
     with LoadSampler() as load:
         wall, cpu = _materialize(env, CLM, _range(n_symbols, days))
-    runs = _runs(env["DAGSTER_HOME"])
+    runs = run_records(env["DAGSTER_HOME"])
     rows = _rows(db)
     partitions = n_symbols * days
     bars = partitions * (DAY // interval_delta(interval))
@@ -455,7 +394,7 @@ def measure_noop(tmp: Path, n_symbols: int, days: int) -> dict:
     env = _env(tmp, name, tmp / f"{name}_unused.duckdb", n_symbols, days, "1h")
     with LoadSampler() as load:
         wall, cpu = _materialize(env, NOOP, _range(n_symbols, days))
-    runs = _runs(env["DAGSTER_HOME"])
+    runs = run_records(env["DAGSTER_HOME"])
     point = {
         "load": load.summary(),
         "symbols": n_symbols,

@@ -24,6 +24,7 @@ import struct
 import tarfile
 import tempfile
 import time
+import types
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,7 +253,7 @@ class NeuralForecastModel(TradingModel):
 
         try:
             with _quiet(), _own_rng(), _torch_threads(self.params["torch_threads"]):
-                model = self._build(horizon, exog)
+                model = _in_column_order(self._build(horizon, exog))
                 nf = NeuralForecast(models=[model], freq=1)
                 started = time.perf_counter()
                 nf.fit(df=long, val_size=0)
@@ -386,12 +387,35 @@ class NeuralForecastModel(TradingModel):
             shutil.rmtree(tmp, ignore_errors=True)
         for model in nf.models:
             model.trainer_kwargs.update(_TRAINER_KWARGS)
+            _in_column_order(model)
         defaults = cls.default_params()  # the card adds what fit learned ("scale")
         instance = cls(
             params={k: v for k, v in card.params.items() if k in defaults}, seed=card.seed
         )
         instance._nf = nf
         return instance
+
+
+def _in_column_order(model: Any) -> Any:
+    """Make ``model`` normalize its exogenous columns in the dataset's order, not hash order.
+
+    neuralforecast picks the columns its scaler normalizes as a ``set`` difference
+    (``BaseModel._get_temporal_exogenous_cols``) and gathers them in that set's order, which
+    follows ``PYTHONHASHSEED``. The scaled values of a column depend in the last bits on
+    where it lands in the gathered block, so with the 35 production features two processes
+    fitting the same data with the same seed stored N-HiTS weights up to 2e-6 apart: another
+    version on every retrain, and predictions that change from one process to the next.
+    Same columns, fixed order; bound to this instance (neuralforecast's deep copies rebind
+    it), the library itself is left alone.
+    """
+
+    def ordered(self: Any, temporal_cols: pd.Index) -> list[str]:
+        categorical = set(self.hist_cat_exog_list + self.futr_cat_exog_list)
+        wanted = set(self.hist_exog_list + self.futr_exog_list) - categorical
+        return [c for c in temporal_cols.tolist() if c in wanted]
+
+    model._get_temporal_exogenous_cols = types.MethodType(ordered, model)
+    return model
 
 
 def _canonical_safetensors(path: Path) -> None:
