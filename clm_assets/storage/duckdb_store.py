@@ -11,9 +11,11 @@ so the process time zone can never shift a partition boundary.
 
 from __future__ import annotations
 
+import os
 import random
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -99,6 +101,29 @@ def _naive_utc(ts: pd.Timestamp | None) -> Any:
     return ts.to_pydatetime()
 
 
+def _create_whole(path: Path) -> None:
+    """Create an empty database at ``path`` so that other processes see it whole or not at all.
+
+    DuckDB creates the file, then writes its header; a process opening the path in between
+    finds an empty file and fails with "not a valid DuckDB database file" (two writers
+    starting on a new file did, in CI). The database is made under a unique name in the same
+    folder and hard-linked into place: the link fails if the path exists, so whoever links
+    first wins and the other opens that file; a rename would replace a file another process
+    may already have written to.
+    """
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.new")
+    try:
+        duckdb.connect(str(scratch)).close()
+        with suppress(FileExistsError):
+            os.link(scratch, path)
+    except (duckdb.Error, OSError) as exc:
+        reason = " ".join(str(exc).split())
+        raise StorageError(f"cannot create DuckDB file {path}: {reason}") from None
+    finally:
+        scratch.unlink(missing_ok=True)
+        scratch.with_name(scratch.name + ".wal").unlink(missing_ok=True)
+
+
 _TIME_TYPES = ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
 
 
@@ -121,6 +146,8 @@ class DuckDBStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create the folder of {self.path}: {exc}") from None
+        if not self.read_only and not self.path.exists():
+            _create_whole(self.path)
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.02
         while True:

@@ -357,6 +357,38 @@ def test_two_processes_writing_20_partitions_each_lose_nothing(tmp_path: Path) -
     assert len(per_partition) == 40 and (per_partition == 24).all()
 
 
+CREATOR = """
+    import sys
+    from clm_assets.storage.duckdb_store import DuckDBStore
+
+    for path in sys.argv[1:]:
+        with DuckDBStore(path).connect() as conn:
+            conn.execute("SELECT 1")
+"""
+
+
+def test_a_new_database_file_appears_complete_to_other_processes(tmp_path: Path) -> None:
+    """DuckDB creates a file, then writes its header; a process opening the path in between
+    found an empty file and failed ("not a valid DuckDB database file": two writers starting
+    on a new file in CI). Watched from here as another process creates 30 new files: each
+    path must first appear with a whole header (DuckDB's 12 KiB), never empty."""
+    paths = [str(tmp_path / f"new{i}.duckdb") for i in range(30)]
+    creator = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CREATOR), *paths], cwd=ROOT, stderr=subprocess.PIPE
+    )
+    first_seen = []
+    for path in paths:
+        while True:
+            try:
+                first_seen.append(os.stat(path).st_size)
+                break
+            except FileNotFoundError:
+                assert creator.poll() is None or os.path.exists(path), creator.stderr.read()
+    assert creator.wait(timeout=60) == 0
+    assert min(first_seen) >= 12288, f"first sizes seen: {first_seen}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(Path(p).name for p in paths)
+
+
 # --------------------------------------------------------------------------- unusable paths
 
 
