@@ -43,7 +43,7 @@ SCENARIO = Scenario(
     retrain_cron="0 0 * * 1",  # Mondays: 2024-02-26 falls inside the test, so both run
     sensor_interval_s=5,
 )
-DEADLINE_S = 500  # ~150 s on 2 idle cores; make test runs this module alone
+DEADLINE_S = 500  # 113-256 s on 2 idle cores (5 runs); make test runs this module alone
 
 
 def _runs(instance: dg.DagsterInstance, trigger: str) -> list[dg.RunRecord]:
