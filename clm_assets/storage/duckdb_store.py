@@ -106,10 +106,10 @@ def _create_whole(path: Path) -> None:
 
     DuckDB creates the file, then writes its header; a process opening the path in between
     finds an empty file and fails with "not a valid DuckDB database file" (two writers
-    starting on a new file did, in CI). The database is made under a unique name in the same
-    folder and hard-linked into place: the link fails if the path exists, so whoever links
-    first wins and the other opens that file; a rename would replace a file another process
-    may already have written to.
+    starting on a new file did, in a .ci/run). The database is made under a unique name in
+    the same folder and hard-linked into place: the link fails if the path exists, so
+    whoever links first wins and the other opens that file; a rename would replace a file
+    another process may already have written to.
     """
     scratch = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.new")
     try:

@@ -370,8 +370,8 @@ CREATOR = """
 def test_a_new_database_file_appears_complete_to_other_processes(tmp_path: Path) -> None:
     """DuckDB creates a file, then writes its header; a process opening the path in between
     found an empty file and failed ("not a valid DuckDB database file": two writers starting
-    on a new file in CI). Watched from here as another process creates 30 new files: each
-    path must first appear with a whole header (DuckDB's 12 KiB), never empty."""
+    on a new file in a .ci/run). Watched from here as another process creates 30 new files:
+    each path must first appear with a whole header (DuckDB's 12 KiB), never empty."""
     paths = [str(tmp_path / f"new{i}.duckdb") for i in range(30)]
     creator = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(CREATOR), *paths], cwd=ROOT, stderr=subprocess.PIPE
