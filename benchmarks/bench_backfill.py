@@ -28,7 +28,6 @@ the no-op's code location imports less of clm (no models, sensors or resources).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pandas as pd
-from instance_runs import run_records
+from instance_runs import run_records, synthetic_env
 
 from clm_assets.definitions import build_definitions
 from clm_assets.pipeline import materialize_days
@@ -64,20 +63,7 @@ TARGETS = [
 
 
 def _env(tmp: Path, name: str, db: Path, days: int) -> dict[str, str]:
-    home = tmp / f"home_{name}"
-    home.mkdir()
-    (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLM_")}
-    return {
-        **env,
-        "DAGSTER_HOME": str(home),
-        "CLM_SOURCE": "synthetic",
-        "CLM_SYMBOLS": ",".join(SYMBOLS),
-        "CLM_INTERVAL": "1h",
-        "CLM_START_DATE": f"{FIRST:%Y-%m-%d}",
-        "CLM_END_DATE": f"{FIRST + pd.Timedelta(days=days):%Y-%m-%d}",
-        "CLM_DB_PATH": str(db),
-    }
+    return synthetic_env(tmp, name, db, SYMBOLS, FIRST, days)
 
 
 def _materialize(env: dict[str, str], code: tuple[str, str], *partition_args: str) -> float:

@@ -67,7 +67,7 @@ import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
-from instance_runs import run_records
+from instance_runs import run_records, synthetic_env
 
 from clm_assets.assets.features.assets import compute_days, warmup_days
 from clm_assets.assets.market_data.assets import ROWS_WRITTEN, fetch_bars
@@ -130,22 +130,9 @@ def symbols(n: int) -> tuple[str, ...]:
 
 
 def _env(tmp: Path, name: str, db: Path, n_symbols: int, days: int, interval: str) -> dict:
-    home = tmp / f"home_{name}"
-    shutil.rmtree(home, ignore_errors=True)  # a retried point starts afresh
+    shutil.rmtree(tmp / f"home_{name}", ignore_errors=True)  # a retried point starts afresh
     db.unlink(missing_ok=True)
-    home.mkdir()
-    (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLM_")}
-    return {
-        **env,
-        "DAGSTER_HOME": str(home),
-        "CLM_SOURCE": "synthetic",
-        "CLM_SYMBOLS": ",".join(symbols(n_symbols)),
-        "CLM_INTERVAL": interval,
-        "CLM_START_DATE": f"{FIRST:%Y-%m-%d}",
-        "CLM_END_DATE": f"{FIRST + pd.Timedelta(days=days):%Y-%m-%d}",
-        "CLM_DB_PATH": str(db),
-    }
+    return synthetic_env(tmp, name, db, symbols(n_symbols), FIRST, days, interval)
 
 
 def _range(n_symbols: int, days: int) -> str:

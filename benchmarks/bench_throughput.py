@@ -30,6 +30,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from instance_runs import synthetic_env
 
 from clm_assets.definitions import build_definitions
 from clm_assets.pipeline import materialize_days
@@ -72,21 +73,14 @@ TARGETS = [
 
 
 def _env(tmp: Path, db: Path, name: str, symbols: tuple[str, ...]) -> dict[str, str]:
-    home = tmp / f"home_{name}"
-    home.mkdir()
-    (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLM_", "RAY_"))}
+    """Two months of the synthetic source (the as-of day and its training window), the
+    benchmark's small params; no ``RAY_*`` of the caller (a mode's cluster sets its own)."""
+    env = synthetic_env(tmp, name, db, symbols, pd.Timestamp("2024-01-01"), days=60)
     return {
-        **env,
-        "DAGSTER_HOME": str(home),
-        "CLM_SOURCE": "synthetic",
-        "CLM_SYMBOLS": ",".join(symbols),
-        "CLM_START_DATE": "2024-01-01",
-        "CLM_END_DATE": "2024-03-01",
+        **{k: v for k, v in env.items() if not k.startswith("RAY_")},
         "CLM_TRAIN_DAYS": "20",
         "CLM_EVAL_DAYS": "5",
         "CLM_MODEL_PARAMS": json.dumps(PARAMS),
-        "CLM_DB_PATH": str(db),
     }
 
 

@@ -1,12 +1,47 @@
-"""What the instance recorded about each run of a benchmark's DAGSTER_HOME: where its time
-went (queue, steps, stored events), read back from the run, step and event records so that
-every figure a benchmark prints about Dagster's own cost comes from the instance."""
+"""A benchmark's Dagster instances: a fresh DAGSTER_HOME over the synthetic source, and what
+the instance recorded about each run in it (queue, steps, stored events), read back from the
+run, step and event records so that every figure a benchmark prints about Dagster's own
+cost comes from the instance."""
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
 
 import dagster as dg
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic_env(
+    tmp: Path,
+    name: str,
+    db: Path,
+    symbols: Sequence[str],
+    first: pd.Timestamp,
+    days: int,
+    interval: str = "1h",
+) -> dict[str, str]:
+    """The environment of a CLI run: a new ``DAGSTER_HOME`` (the project's dagster.yaml)
+    and the synthetic source for ``symbols`` over ``days`` from ``first``, writing ``db``;
+    the caller's own ``CLM_*`` settings are dropped so that they cannot change a point."""
+    home = tmp / f"home_{name}"
+    home.mkdir()
+    (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLM_")}
+    return {
+        **env,
+        "DAGSTER_HOME": str(home),
+        "CLM_SOURCE": "synthetic",
+        "CLM_SYMBOLS": ",".join(symbols),
+        "CLM_INTERVAL": interval,
+        "CLM_START_DATE": f"{first:%Y-%m-%d}",
+        "CLM_END_DATE": f"{first + pd.Timedelta(days=days):%Y-%m-%d}",
+        "CLM_DB_PATH": str(db),
+    }
 
 
 def ms_per_event(stamps: list[float]) -> tuple[float, float] | None:

@@ -401,10 +401,10 @@ def _in_column_order(model: Any) -> Any:
 
     neuralforecast picks the columns its scaler normalizes as a ``set`` difference
     (``BaseModel._get_temporal_exogenous_cols``) and gathers them in that set's order, which
-    follows ``PYTHONHASHSEED``. The scaled values of a column depend in the last bits on
-    where it lands in the gathered block, so with the 35 production features two processes
-    fitting the same data with the same seed stored N-HiTS weights up to 2e-6 apart: another
-    version on every retrain, and predictions that change from one process to the next.
+    follows ``PYTHONHASHSEED``, and that order reaches the fitted weights in the last bits:
+    with the 35 production features two processes fitting the same data with the same seed
+    stored N-HiTS weights up to 2e-6 apart (equal with a fixed hash seed, or with this fix):
+    another version on every retrain, and predictions that change between processes.
     Same columns, fixed order; bound to this instance (neuralforecast's deep copies rebind
     it), the library itself is left alone.
     """
